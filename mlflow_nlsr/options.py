@@ -1,0 +1,143 @@
+"""Realignment options: one frozen dataclass, the single source of defaults for library, CLI and jobs.
+
+Defaults follow the measurements in docs/algorithm.md (why each differs from, or keeps, the paper's).
+``RealignOptions.official()`` gives the exact official-code configuration (spec §1.7).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mlflow_nlsr.errors import ConfigError
+
+Variant = Literal["official", "paper"]
+Scorer = Literal["actsvd", "magnitude", "weight-lowrank", "random"]
+Selection = Literal["official", "paper", "threshold", "fraction", "all"]
+Method = Literal["nlsr", "safelora", "safelora-nlsr"]
+Mode = Literal["auto", "lora", "full"]
+Neuron = Literal["entry", "row"]
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "variant": ("official", "paper"),
+    "scorer": ("actsvd", "magnitude", "weight-lowrank", "random"),
+    "selection": ("official", "paper", "threshold", "fraction", "all"),
+    "method": ("nlsr", "safelora", "safelora-nlsr"),
+    "mode": ("auto", "lora", "full"),
+    "neuron": ("entry", "row"),
+    "device": ("cpu", "cuda", "auto"),
+}
+
+HELP: dict[str, str] = {
+    "method": "nlsr (neuron transplant), safelora (official SafeLoRA projection) or safelora-nlsr "
+    "(SafeLoRA as the NLSR repository re-implemented it).",
+    "variant": "official: the released code (each LoRA factor x 2*beta, kept rank int(r*sparsity), "
+    "per-matrix top-k); paper: the paper's equations ((1+beta)*dW, kept rank r*(1-sparsity), per-row top-k).",
+    "scorer": "How safety-critical neurons are found: actsvd (activation-aware low rank, needs calibration "
+    "data), magnitude, weight-lowrank (data-free), random (control at the same budget).",
+    "selection": "Which modules are patched: official (Bernoulli, P rises with similarity, spec D4), paper "
+    "(Bernoulli, least similar most likely), threshold (similarity < tau), fraction (lowest-similarity "
+    "fraction layer_rate), all (every module).",
+    "sparsity": "P_SR: fraction of entries per factor that are NOT safety-critical (0.8 keeps the top 20%).",
+    "beta": "Pre-amplification: paper dW_e=(1+beta)*dW_a; official code multiplies each factor by 2*beta.",
+    "layer_rate": "P_L: expected fraction of modules patched (official/paper/fraction selection).",
+    "epsilon": "Half-width of the Bernoulli probability range [P_L-eps, P_L+eps].",
+    "tau": "Similarity threshold for --selection threshold and the SafeLoRA variants.",
+    "seed": "Seed of every random draw (Bernoulli module draw, random scorer, calibration shuffle).",
+    "safelora_layers": "SafeLoRA: project the N lowest-cosine modules (official default 10); 0 = use tau.",
+    "calibration_samples": "Number of calibration (prompt, response) pairs used by actsvd.",
+    "max_length": "Maximum tokens per calibration sample.",
+    "neuron": "Full-weight mode: entry (each weight) or row (output neuron) granularity.",
+    "correction": "Full-weight mode: code (replace masked entries) or paper (D5: W_e' + W_t-hat).",
+}
+
+
+@dataclass(frozen=True)
+class RealignOptions:
+    """Every knob of one realignment; frozen, hashable, serialisable to the report."""
+
+    method: Method = "nlsr"
+    variant: Variant = "official"
+    scorer: Scorer = "actsvd"
+    selection: Selection = "official"
+    mode: Mode = "auto"
+    sparsity: float = 0.8
+    beta: float = 0.9
+    layer_rate: float = 0.5
+    epsilon: float = 0.2
+    tau: float | None = None
+    seed: int = 42
+    safelora_layers: int = 10
+    calibration: str | None = None
+    calibration_prompts: str | None = None
+    calibration_samples: int = 128
+    max_length: int = 256
+    neuron: Neuron = "entry"
+    correction: Literal["code", "paper"] = "code"
+    device: str = "cpu"
+    force: bool = False
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name, allowed in _CHOICES.items():
+            value = getattr(self, name)
+            if value not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        for name in ("sparsity", "layer_rate", "epsilon"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1]; got {value}")
+        if self.beta < 0:
+            raise ConfigError(f"beta must be >= 0; got {self.beta}")
+        if self.selection == "threshold" and self.tau is None:
+            raise ConfigError("selection 'threshold' needs tau (e.g. --tau 0.9)")
+        if self.calibration_samples < 1 or self.max_length < 8:
+            raise ConfigError("calibration_samples must be >= 1 and max_length >= 8")
+
+    @classmethod
+    def official(cls, **overrides: Any) -> RealignOptions:
+        """The official code's configuration (spec §1.7): x1.8 factors, actsvd, official selection."""
+        base = {"variant": "official", "scorer": "actsvd", "selection": "official", "sparsity": 0.8,
+                "beta": 0.9, "layer_rate": 0.5, "epsilon": 0.2, "seed": 42}
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> RealignOptions:
+        """Build from a dict (YAML config); unknown keys are an error that lists the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        clean = {k.replace("-", "_"): v for k, v in (data or {}).items()}
+        unknown = sorted(set(clean) - known)
+        if unknown:
+            raise ConfigError(f"unknown realign option(s) {unknown}; known: {sorted(known - {'extra'})}")
+        return cls(**clean)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, **overrides: Any) -> RealignOptions:
+        """Load options from a YAML file (top level or under a ``realign:`` key), then apply overrides."""
+        import yaml
+
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read realign config {path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"realign config {path} must be a mapping; got {type(data).__name__}")
+        data = data.get("realign", data)
+        return cls.from_mapping({**data, **{k: v for k, v in overrides.items() if v is not None}})
+
+    def replace(self, **changes: Any) -> RealignOptions:
+        """Return a copy with `changes` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON view, in field order."""
+        return dataclasses.asdict(self)
+
+    def sha256(self) -> str:
+        """Stable hash of the options (recorded as nlsr.config_sha256)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()
