@@ -1,0 +1,96 @@
+"""Job states, triggers and the one table of allowed state transitions (pure, no I/O).
+
+A job moves ``queued → running → realigned → gated → promoted | rejected``; any non-terminal step may
+end in ``failed`` and an unprocessable version in ``skipped``. ``running → queued`` is the retry edge
+(an explicit failure with retries left starts the job over). A job reclaimed after its lease expired
+keeps ``realigned``/``gated`` so the service resumes from the last recorded step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+
+from mlflow_nlsr.errors import JobStoreError
+
+
+class JobState(str, Enum):
+    """The state of one (model, version) job."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    REALIGNED = "realigned"
+    GATED = "gated"
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Trigger(str, Enum):
+    """What enqueued a job."""
+
+    WEBHOOK = "webhook"
+    POLLER = "poller"
+    APP = "app"
+    CLI = "cli"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TERMINAL_STATES: frozenset[JobState] = frozenset(
+    {JobState.PROMOTED, JobState.REJECTED, JobState.FAILED, JobState.SKIPPED}
+)
+ACTIVE_STATES: frozenset[JobState] = frozenset(set(JobState) - TERMINAL_STATES)
+
+TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.SKIPPED, JobState.FAILED}),
+    JobState.RUNNING: frozenset(
+        {JobState.REALIGNED, JobState.REJECTED, JobState.FAILED, JobState.SKIPPED, JobState.QUEUED}
+    ),
+    JobState.REALIGNED: frozenset({JobState.GATED, JobState.REJECTED, JobState.FAILED}),
+    JobState.GATED: frozenset({JobState.PROMOTED, JobState.REJECTED, JobState.FAILED}),
+    JobState.PROMOTED: frozenset(),
+    JobState.REJECTED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.SKIPPED: frozenset(),
+}
+
+
+def parse_state(value: str | JobState) -> JobState:
+    """Return the JobState named by ``value`` or raise JobStoreError listing the valid names."""
+    try:
+        return JobState(value)
+    except ValueError:
+        names = ", ".join(s.value for s in JobState)
+        raise JobStoreError(f"unknown job state {value!r}; expected one of: {names}") from None
+
+
+def parse_trigger(value: str | Trigger) -> Trigger:
+    """Return the Trigger named by ``value`` or raise JobStoreError listing the valid names."""
+    try:
+        return Trigger(value)
+    except ValueError:
+        names = ", ".join(t.value for t in Trigger)
+        raise JobStoreError(f"unknown trigger {value!r}; expected one of: {names}") from None
+
+
+def is_allowed(current: JobState, new: JobState) -> bool:
+    """Return True when the transition ``current → new`` is in the table."""
+    return new in TRANSITIONS[current]
+
+
+def check_transition(current: str | JobState, new: str | JobState) -> JobState:
+    """Return ``new`` as a JobState, or raise JobStoreError naming from/to when the move is illegal."""
+    src, dst = parse_state(current), parse_state(new)
+    if not is_allowed(src, dst):
+        allowed = ", ".join(sorted(s.value for s in TRANSITIONS[src])) or "none (terminal state)"
+        raise JobStoreError(
+            f"illegal job transition from {src.value!r} to {dst.value!r}; "
+            f"allowed from {src.value!r}: {allowed}"
+        )
+    return dst
