@@ -1,4 +1,4 @@
-"""Checks that base, aligned and fine-tuned inputs agree and that the fine-tuned adapter continues the aligned."""
+"""Checks that the inputs agree and that the fine-tuned adapter continues the aligned one (spec §1.2)."""
 
 from __future__ import annotations
 
