@@ -65,6 +65,8 @@ def actsvd_project(weight: torch.Tensor, gram: torch.Tensor, keep_rank: int) -> 
     are the top-k eigenvectors of ``YᵀY = W G Wᵀ``; the result is ``Ŵ = V Vᵀ W``. We compute them exactly
     with ``torch.linalg.eigh`` in float64 (deterministic). The official code uses
     ``torch.svd_lowrank(Y, q=k, niter=20)``, which equals this up to its randomised approximation.
+    For tall factors (d_out > d_in, e.g. lora_B) the same vectors come from the SVD of ``W L`` with
+    ``G = L Lᵀ``, which costs O(d_out·d_in²) instead of O(d_out³).
     If eigenvalue k and k+1 tie, the subspace is not unique and either choice is valid.
 
     Args:
@@ -93,10 +95,19 @@ def actsvd_project(weight: torch.Tensor, gram: torch.Tensor, keep_rank: int) -> 
     if not bool((g != 0).any()):
         raise CalibrationError("calibration gram matrix is zero: no calibration tokens reached this factor")
     w = weight.detach().to(torch.float64)
-    m = w @ g @ w.T
-    m = (m + m.T) / 2  # symmetric up to rounding; eigh reads one triangle
-    _, vecs = torch.linalg.eigh(m)  # ascending eigenvalues
-    v = vecs[:, -keep_rank:]
+    if d_out <= d_in or keep_rank > d_in:
+        m = w @ g @ w.T
+        m = (m + m.T) / 2  # symmetric up to rounding; eigh reads one triangle
+        _, vecs = torch.linalg.eigh(m)  # ascending eigenvalues
+        v = vecs[:, -keep_rank:]
+    else:
+        # Tall factor (lora_B: d_out up to 14336, d_in = r): the same subspace from the small side.
+        # G = L Lᵀ, so W G Wᵀ = Z Zᵀ with Z = W L [d_out, d_in]; its top eigenvectors are Z's top
+        # left singular vectors. Avoids an O(d_out³) eigendecomposition.
+        evals, q = torch.linalg.eigh((g + g.T) / 2)
+        z = w @ (q * evals.clamp(min=0).sqrt())
+        u, _, _ = torch.linalg.svd(z, full_matrices=False)
+        v = u[:, :keep_rank]
     return (v @ (v.T @ w)).to(weight.dtype)
 
 

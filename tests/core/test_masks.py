@@ -61,7 +61,7 @@ def _svd_projection(w: torch.Tensor, x: torch.Tensor, k: int) -> torch.Tensor:
     return v @ v.T @ w.double()
 
 
-@pytest.mark.parametrize("shape,k", [((6, 10), 3), ((12, 4), 2), ((5, 7), 1)])
+@pytest.mark.parametrize("shape,k", [((6, 10), 3), ((12, 4), 2), ((5, 7), 1), ((30, 8), 5)])
 def test_actsvd_equals_projection_onto_top_right_singular_vectors_of_y(shape, k):
     g = torch.Generator().manual_seed(7)
     w = torch.randn(*shape, generator=g)
@@ -76,6 +76,13 @@ def test_actsvd_with_full_rank_returns_the_weight():
     w = torch.randn(5, 8, generator=g, dtype=torch.float64)
     x = torch.randn(30, 8, generator=g, dtype=torch.float64)
     torch.testing.assert_close(actsvd_project(w, input_gram(x), 5), w)
+
+
+def test_actsvd_of_a_tall_factor_with_full_rank_returns_the_weight():
+    g = torch.Generator().manual_seed(9)
+    w = torch.randn(20, 4, generator=g, dtype=torch.float64)  # lora_B shape [d_out, r]
+    x = torch.randn(30, 4, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(actsvd_project(w, input_gram(x), 4), w)
 
 
 def test_actsvd_output_lies_in_the_span_of_the_activations():
