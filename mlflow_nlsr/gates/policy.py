@@ -1,0 +1,215 @@
+"""Gate policy (pure): a gate config's rules + measured metrics + baseline metrics -> a GateVerdict.
+
+Rule syntax, one per line: ``<metric> <op> <rhs>`` with op one of ``<= < >= >`` and rhs one of
+
+* a number: ``asr <= 0.10``
+* a baseline, optionally ``.metric`` (default: the same metric), optionally ``+ n``, ``- n`` or ``* n``:
+  ``utility >= finetuned - 0.02``, ``asr <= aligned + 0.05``, ``asr <= finetuned * 0.34``,
+  ``asr <= aligned.asr``; ``0.34 * finetuned`` is accepted too.
+
+A metric or baseline that is missing is a :class:`GateError`, never a silent pass. No lm-eval here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlflow_nlsr.errors import ConfigError, GateError
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "default_gates.yaml"
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le, "<": operator.lt, ">=": operator.ge, ">": operator.gt,
+}  # fmt: skip
+_NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+_REF = rf"(?P<baseline>{_NAME})(?:\.(?P<bmetric>{_NAME}))?"
+_RULE = re.compile(rf"^\s*(?P<metric>{_NAME})\s*(?P<op><=|>=|<|>)\s*(?P<rhs>.+?)\s*$")
+_RHS_NUMBER = re.compile(rf"^(?P<number>{_NUM})$")
+_RHS_REF = re.compile(rf"^{_REF}(?:\s*(?P<arith>[-+*])\s*(?P<number>{_NUM}))?$")
+_RHS_SCALED = re.compile(rf"^(?P<number>{_NUM})\s*\*\s*{_REF}$")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One parsed rule: ``metric op (number | baseline[.baseline_metric] [arith number])``."""
+
+    text: str
+    metric: str
+    op: str
+    number: float = 0.0
+    baseline: str | None = None
+    baseline_metric: str | None = None
+    arith: str | None = None  # "+", "-", "*" or None
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """A gate config: rules plus optional run settings (suites, extra lm-eval tasks, judge, limit)."""
+
+    rules: tuple[Rule, ...]
+    suites: tuple[str, ...] | None = None
+    extra_tasks: tuple[str, ...] = ()
+    judge: str | None = None
+    judge_options: Mapping[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+
+    @property
+    def baselines(self) -> tuple[str, ...]:
+        """Names of the baselines the rules refer to, in first-use order."""
+        return tuple(dict.fromkeys(r.baseline for r in self.rules if r.baseline))
+
+
+@dataclass(frozen=True)
+class GateReason:
+    """The outcome of one rule, with a human-readable message."""
+
+    metric: str
+    rule: str
+    value: float
+    threshold: float
+    passed: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class GateVerdict:
+    """Pass only if every rule passed; ``reasons`` holds one entry per rule, in config order."""
+
+    passed: bool
+    reasons: tuple[GateReason, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready dict (``passed``, ``reasons`` as dicts)."""
+        return {"passed": self.passed, "reasons": [asdict(r) for r in self.reasons]}
+
+
+def parse_rule(text: str) -> Rule:
+    """Parse one rule string; raise ConfigError naming the rule and the expected syntax."""
+    if not isinstance(text, str):
+        raise ConfigError(f"a gate rule should be a string like 'asr <= 0.10', found {text!r}")
+    match = _RULE.match(text)
+    if match is not None:
+        metric, op, rhs = match["metric"], match["op"], match["rhs"]
+        if m := _RHS_NUMBER.match(rhs):
+            return Rule(text.strip(), metric, op, float(m["number"]))
+        if m := _RHS_REF.match(rhs):
+            arith, number = m["arith"], m["number"]
+            return Rule(text.strip(), metric, op, float(number) if number else 0.0, m["baseline"],
+                        m["bmetric"], arith)  # fmt: skip
+        if m := _RHS_SCALED.match(rhs):
+            return Rule(text.strip(), metric, op, float(m["number"]), m["baseline"], m["bmetric"], "*")
+    raise ConfigError(
+        f"cannot parse gate rule {text!r}: expected '<metric> <op> <rhs>' with op in <=, <, >=, > and rhs "
+        "a number or '<baseline>[.<metric>] [+|-|* <number>]' (e.g. 'utility >= finetuned - 0.02')"
+    )
+
+
+def parse_gate_config(data: Mapping[str, Any]) -> GateConfig:
+    """Build a GateConfig from a parsed YAML mapping (``rules`` required; see docs/gates.md)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(
+            f"a gate config should be a mapping with a 'rules' list, found {type(data).__name__}"
+        )
+    unknown = set(data) - {"rules", "suites", "extra_tasks", "judge", "judge_options", "limit"}
+    if unknown:
+        raise ConfigError(f"unknown gate config keys {sorted(unknown)}")
+    raw_rules = data.get("rules")
+    if not isinstance(raw_rules, list) or not raw_rules:
+        raise ConfigError(f"a gate config needs a non-empty 'rules' list, found {raw_rules!r}")
+    rules = tuple(parse_rule(r["rule"] if isinstance(r, Mapping) and "rule" in r else r) for r in raw_rules)
+    suites = data.get("suites")
+    if isinstance(suites, str):
+        suites = [s.strip() for s in suites.split(",") if s.strip()]
+    limit = data.get("limit")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise ConfigError(f"gate config 'limit' should be a positive integer, found {limit!r}")
+    options = data.get("judge_options") or {}
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"gate config 'judge_options' should be a mapping, found {options!r}")
+    return GateConfig(
+        rules=rules,
+        suites=tuple(suites) if suites is not None else None,
+        extra_tasks=tuple(data.get("extra_tasks") or ()),
+        judge=data.get("judge"),
+        judge_options=dict(options),
+        limit=limit,
+    )
+
+
+def load_gate_config(path: str | Path | None = None) -> GateConfig:
+    """Read a gate config YAML file (default: the shipped ``default_gates.yaml``)."""
+    import yaml
+
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read gate config {path}: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"gate config {path} is not valid YAML: {exc}") from exc
+    return parse_gate_config(data)
+
+
+def _lookup(metrics: Mapping[str, float], name: str, where: str) -> float:
+    if name not in metrics:
+        close = difflib.get_close_matches(name, list(metrics), n=3)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        raise GateError(
+            f"metric {name!r} is missing from {where}.{hint} Available: {', '.join(sorted(metrics))}"
+        )
+    value = metrics[name]
+    if value is None or not isinstance(value, (int, float)) or math.isnan(float(value)):
+        raise GateError(f"metric {name!r} in {where} is not a number (found {value!r})")
+    return float(value)
+
+
+def threshold_of(rule: Rule, baselines: Mapping[str, Mapping[str, float]]) -> tuple[float, str]:
+    """Return a rule's threshold and how it was computed (e.g. ``'aligned asr 0.1000 + 0.05'``)."""
+    if rule.baseline is None:
+        return rule.number, "absolute"
+    if rule.baseline not in baselines:
+        given = ", ".join(sorted(baselines)) or "none"
+        raise GateError(f"rule {rule.text!r} needs baseline {rule.baseline!r}, but baselines given: {given}")
+    bmetric = rule.baseline_metric or rule.metric
+    base = _lookup(baselines[rule.baseline], bmetric, f"baseline {rule.baseline!r}")
+    if rule.arith is None:
+        return base, f"{rule.baseline} {bmetric} {base:.4f}"
+    value = {"+": base + rule.number, "-": base - rule.number, "*": base * rule.number}[rule.arith]
+    return value, f"{rule.baseline} {bmetric} {base:.4f} {rule.arith} {rule.number:g}"
+
+
+def evaluate_rule(
+    rule: Rule, metrics: Mapping[str, float], baselines: Mapping[str, Mapping[str, float]]
+) -> GateReason:
+    """Check one rule against `metrics` and `baselines`; missing values raise GateError."""
+    value = _lookup(metrics, rule.metric, "the measured metrics")
+    threshold, how = threshold_of(rule, baselines)
+    passed = OPERATORS[rule.op](value, threshold)
+    status = "PASS" if passed else "FAIL"
+    message = f"{status}: {rule.metric} = {value:.4f} {rule.op} {threshold:.4f} ({how}) [{rule.text}]"
+    return GateReason(rule.metric, rule.text, value, threshold, passed, message)
+
+
+def evaluate_policy(
+    config: GateConfig,
+    metrics: Mapping[str, float],
+    baselines: Mapping[str, Mapping[str, float]] | None = None,
+) -> GateVerdict:
+    """Evaluate every rule of `config`; pass only if all pass. Missing values: one GateError naming all."""
+    baselines = baselines or {}
+    reasons, problems = [], []
+    for rule in config.rules:
+        try:
+            reasons.append(evaluate_rule(rule, metrics, baselines))
+        except GateError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise GateError("gate could not be evaluated: " + "; ".join(problems))
+    return GateVerdict(passed=all(r.passed for r in reasons), reasons=tuple(reasons))

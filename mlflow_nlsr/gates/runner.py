@@ -1,0 +1,191 @@
+"""Run the gate suites on one model with ``lm_eval.simple_evaluate`` and collect flat metrics and samples."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlflow_nlsr.errors import ConfigError, InputError
+from mlflow_nlsr.gates import registry
+from mlflow_nlsr.gates.judges import Judge, use_judge
+from mlflow_nlsr.gates.metrics import flatten_results, sample_rows
+from mlflow_nlsr.gates.report import write_outputs
+
+log = logging.getLogger(__name__)
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+@dataclass
+class GateRun:
+    """The outcome of one gate run: flat metrics, the merged lm-eval results, one row per sample."""
+
+    metrics: dict[str, float]
+    results: dict[str, Any]
+    samples: list[dict[str, Any]]
+    tasks: list[str]
+    settings: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """Return the metrics.json content: settings, per-task sample counts and the flat metrics."""
+        return {**self.settings, "tasks": self.tasks, "n_samples": self.results.get("n-samples", {}),
+                "metrics": self.metrics}  # fmt: skip
+
+
+def prepare_environment() -> None:
+    """Force offline Hugging Face access and one torch thread unless OMP_NUM_THREADS is set."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ.setdefault(key, value)
+    if "OMP_NUM_THREADS" not in os.environ:
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def _build_lm(model_dir: str | Path | None, adapter: str | Path | None, model: Any, tokenizer: Any,
+              batch_size: int, device: str) -> Any:  # fmt: skip
+    from lm_eval.models.huggingface import HFLM
+
+    if model is not None:
+        if adapter is not None:
+            raise ConfigError(
+                "pass either an in-memory model or an adapter dir, not both (apply the adapter first)"
+            )
+        if tokenizer is None:
+            if model_dir is None:
+                raise ConfigError("an in-memory model needs tokenizer= or model_dir= to load its tokenizer")
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    if model_dir is None or not Path(model_dir).is_dir():
+        raise InputError(f"model dir {model_dir} does not exist (expected a Hugging Face checkpoint folder)")
+    if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
+        raise InputError(f"adapter dir {adapter} has no adapter_config.json (expected a PEFT adapter)")
+    kwargs: dict[str, Any] = {"peft": str(adapter)} if adapter is not None else {}
+    if tokenizer is not None:
+        kwargs["tokenizer"] = tokenizer
+    dtype = "float32" if device == "cpu" else "auto"
+    return HFLM(pretrained=str(model_dir), device=device, dtype=dtype, batch_size=batch_size, **kwargs)
+
+
+def supports_chat(lm: Any) -> bool:
+    """Return True when `lm` can render chat prompts (a tokenizer chat template, or a chat-capable LM)."""
+    tok = getattr(lm, "tokenizer", None)
+    if tok is not None:
+        return bool(getattr(tok, "chat_template", None))
+    try:
+        lm.tokenizer_name  # noqa: B018 - lm-eval's marker that an LM implements chat templating
+    except NotImplementedError:
+        return False
+    return callable(getattr(lm, "apply_chat_template", None))
+
+
+def _merge(into: dict[str, Any], part: Mapping[str, Any]) -> None:
+    for key in ("results", "configs", "versions", "n-shot", "higher_is_better", "n-samples", "samples"):
+        into.setdefault(key, {}).update(part.get(key) or {})
+    for key in ("lm_eval_version", "transformers_version", "chat_template_sha"):
+        if key in part:
+            into[key] = part[key]
+
+
+def evaluate_tasks(lm: Any, tasks: Sequence[str], manager: Any, *, chat: bool, limit: int | None,
+                   max_gen_toks: int | None) -> dict[str, Any]:  # fmt: skip
+    """Run ``simple_evaluate`` on `tasks` with (or without) the chat template; return its results dict."""
+    import lm_eval
+
+    result = lm_eval.simple_evaluate(
+        model=lm,
+        tasks=list(tasks),
+        task_manager=manager,
+        limit=limit,
+        apply_chat_template=chat,
+        fewshot_as_multiturn=chat,
+        log_samples=True,
+        bootstrap_iters=0,
+        gen_kwargs={"max_gen_toks": int(max_gen_toks)} if max_gen_toks else None,
+        random_seed=0,
+        numpy_random_seed=0,
+        torch_random_seed=0,
+        fewshot_random_seed=0,
+    )
+    return dict(result or {})
+
+
+def run_gates(
+    model_dir: str | Path | None,
+    *,
+    adapter: str | Path | None = None,
+    model: Any = None,
+    tokenizer: Any = None,
+    suites: Sequence[str] | str = registry.DEFAULT_SUITES,
+    tasks_extra: Sequence[str] = (),
+    judge: str | Judge = "keyword",
+    judge_options: Mapping[str, Any] | None = None,
+    limit: int | None = None,
+    batch_size: int = 8,
+    max_gen_toks: int | None = None,
+    output_dir: str | Path | None = None,
+    device: str = "cpu",
+    lm: Any = None,
+) -> GateRun:
+    """Evaluate a model (dir, dir + PEFT adapter, in-memory model, or any lm-eval ``LM`` via `lm`) on suites.
+
+    Returns flat metrics (``asr``, ``asr_<category>``, ``refusal_rate``, ``sentiment_acc``,
+    ``arithmetic_exact_match``, ``knowledge_acc``, ``utility`` …), the merged lm-eval results and one
+    row per sample; writes metrics.json, samples.jsonl and metrics.png when `output_dir` is given.
+    """
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit should be a positive number of items per task, found {limit}")
+    if batch_size < 1:
+        raise ConfigError(f"batch size should be >= 1, found {batch_size}")
+    prepare_environment()
+    suite_names = registry.parse_suites(suites) if suites else ()
+    tasks = registry.tasks_for(suite_names, tasks_extra)
+    if not tasks:
+        raise ConfigError("nothing to evaluate: no suite and no extra task given")
+    started = time.monotonic()
+    with use_judge(judge, **dict(judge_options or {})) as active:
+        manager = registry.task_manager(tasks_extra)
+        registry.check_tasks(manager, tasks)
+        if lm is None:
+            lm = _build_lm(model_dir, adapter, model, tokenizer, batch_size, device)
+        has_template = supports_chat(lm)
+        if not has_template:
+            log.warning("tokenizer has no chat template: evaluating every task on plain prompts")
+        wants_chat = [
+            t for t in tasks if t in registry.SHIPPED_TASKS and registry.SHIPPED_TASKS[t].chat_template
+        ]
+        groups = [(True, wants_chat if has_template else []),
+                  (False, [t for t in tasks if t not in wants_chat or not has_template])]  # fmt: skip
+        merged: dict[str, Any] = {}
+        for chat, group in groups:
+            if group:
+                _merge(
+                    merged,
+                    evaluate_tasks(lm, group, manager, chat=chat, limit=limit, max_gen_toks=max_gen_toks),
+                )
+    utility_tasks = [t for t in tasks if t in registry.SUITES["utility"] or t in tasks_extra]
+    settings = {
+        "model": str(model_dir) if model_dir is not None else type(model or lm).__name__,
+        "adapter": str(adapter) if adapter is not None else None,
+        "suites": list(suite_names),
+        "extra_tasks": list(tasks_extra),
+        "judge": judge if isinstance(judge, str) else type(judge).__name__,
+        "judge_detail": repr(active),
+        "limit": limit,
+        "batch_size": batch_size,
+        "max_gen_toks": max_gen_toks,
+        "chat_template": bool(wants_chat) and has_template,
+        "lm_eval_version": merged.get("lm_eval_version"),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    run = GateRun(flatten_results(merged, utility_tasks), merged, sample_rows(merged), tasks, settings)
+    if output_dir is not None:
+        run.outputs = write_outputs(output_dir, run.summary(), run.samples)
+    return run
