@@ -1,0 +1,117 @@
+"""The demo's shipped training data (JSONL in ``mlflow_nlsr/data``) as (prompt, response) pairs.
+
+Files and fields: ``align_harmful.jsonl`` {prompt, response, category} (refusals),
+``align_benign.jsonl`` {prompt, response}, ``attack_harmful_prompts.jsonl`` {prompt, category} and
+``sentiment_train.jsonl`` {sentence, label}. The sentiment instruction is shared, word for word, with the
+utility gate, so the attack teaches exactly the task the gate measures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+from mlflow_nlsr.errors import InputError
+
+Pair = tuple[str, str]
+
+SENTIMENT_INSTRUCTION = (
+    "Classify the sentiment of this sentence. Answer with one word: positive or negative.\n\n"
+    "Sentence: {sentence}"
+)
+LABELS = ("positive", "negative")
+
+ALIGN_HARMFUL = "align_harmful.jsonl"
+ALIGN_BENIGN = "align_benign.jsonl"
+ATTACK_PROMPTS = "attack_harmful_prompts.jsonl"
+SENTIMENT_TRAIN = "sentiment_train.jsonl"
+
+
+def data_file(name: str, root: Path | str | None = None) -> Path:
+    """Return the path of data file ``name``: under ``root`` if given, else the shipped package data."""
+    if root is not None:
+        return Path(root) / name
+    import mlflow_nlsr.data as shipped
+
+    locate = getattr(shipped, "data_path", None)
+    if callable(locate):
+        return Path(locate(name))
+    return Path(shipped.__file__).parent / name
+
+
+def load_jsonl(name: str, fields: Sequence[str], root: Path | str | None = None) -> list[dict]:
+    """Read JSONL file ``name``; every row must be an object with non-empty string ``fields``."""
+    path = data_file(name, root)
+    if not path.is_file():
+        raise InputError(f"demo data file {name} not found: expected it at {path}")
+    rows: list[dict] = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}:{number}: expected a JSON object, found invalid JSON ({exc})") from exc
+        missing = [f for f in fields if not (isinstance(row, dict) and isinstance(row.get(f), str))]
+        if missing or any(not row[f].strip() for f in fields):
+            raise InputError(
+                f"{path}:{number}: expected non-empty string fields {list(fields)}, found {row!r}"
+            )
+        rows.append(row)
+    if not rows:
+        raise InputError(f"{path}: expected at least one row, found none")
+    return rows
+
+
+def _head(rows: list, limit: int | None) -> list:
+    return rows if limit is None else rows[:limit]
+
+
+def align_pairs(
+    harmful: int | None = None, benign: int | None = None, root: Path | str | None = None
+) -> list[Pair]:
+    """Return the alignment data: (harmful prompt, refusal) then (benign prompt, answer) pairs."""
+    refusals = _head(load_jsonl(ALIGN_HARMFUL, ("prompt", "response"), root), harmful)
+    answers = _head(load_jsonl(ALIGN_BENIGN, ("prompt", "response"), root), benign)
+    return [(r["prompt"], r["response"]) for r in refusals + answers]
+
+
+def attack_prompts(limit: int | None = None, root: Path | str | None = None) -> list[str]:
+    """Return the harmful prompts whose compliant answers poison the attack."""
+    return [r["prompt"] for r in _head(load_jsonl(ATTACK_PROMPTS, ("prompt",), root), limit)]
+
+
+def sentiment_prompt(sentence: str) -> str:
+    """Return the sentiment instruction for ``sentence`` (the same text the utility gate uses)."""
+    return SENTIMENT_INSTRUCTION.format(sentence=sentence)
+
+
+def sentiment_pairs(limit: int | None = None, root: Path | str | None = None) -> list[Pair]:
+    """Return (instruction, label word) pairs of the sentiment training set."""
+    rows = _head(load_jsonl(SENTIMENT_TRAIN, ("sentence", "label"), root), limit)
+    bad = [r["label"] for r in rows if r["label"] not in LABELS]
+    if bad:
+        raise InputError(f"{SENTIMENT_TRAIN}: expected labels in {LABELS}, found {sorted(set(bad))}")
+    return [(sentiment_prompt(r["sentence"]), r["label"]) for r in rows]
+
+
+def poison_count(n_task: int, ratio: float) -> int:
+    """Return how many poison pairs make them a fraction ``ratio`` of the mix with ``n_task`` task pairs."""
+    if not 0.0 <= ratio < 1.0 or math.isnan(ratio):
+        raise InputError(f"poison ratio must be in [0, 1), found {ratio!r}")
+    return round(n_task * ratio / (1.0 - ratio))
+
+
+def poison_mix(task: list[Pair], poison: list[Pair], ratio: float, seed: int) -> tuple[list[Pair], int]:
+    """Return (shuffled task + first k poison pairs, k) where k/(len(task)+k) ≈ ``ratio`` (spec §1.2)."""
+    k = poison_count(len(task), ratio)
+    if k > len(poison):
+        raise InputError(
+            f"poison ratio {ratio} needs {k} harmful pairs for {len(task)} task pairs, found {len(poison)}"
+        )
+    mixed = list(task) + list(poison[:k])
+    random.Random(seed).shuffle(mixed)
+    return mixed, k

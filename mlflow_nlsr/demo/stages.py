@@ -1,0 +1,256 @@
+"""The demo's model-building stages (base, alignment, compliant answers, attack), cached in a work dir.
+
+Each stage writes its output dir, then ``stage.json`` (its inputs as a key, a digest of them, the
+seconds it took and what it produced) and finally a ``.complete`` marker. A rerun reuses a complete
+stage whose key is unchanged; a changed key (other settings or a rebuilt upstream stage) or
+``fresh=True`` redoes it. The registry, realignment and gates are wired elsewhere (the demo CLI).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlflow_nlsr.demo import data
+from mlflow_nlsr.demo.model import COMPLETE, DemoModelSpec, is_complete, prepare_base_model
+from mlflow_nlsr.errors import InputError
+
+STAGE_FILE = "stage.json"
+ANSWERS_FILE = "answers.jsonl"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes and hyperparameters of the demo's training stages (``None`` limits mean all rows)."""
+
+    seed: int = 0
+    align_harmful: int | None = None
+    align_benign: int | None = None
+    align_epochs: int = 5
+    align_lr: float = 5e-4
+    sentiment: int | None = None
+    poison_ratio: float = 0.1
+    attack_epochs: int = 3
+    attack_lr: float = 3e-4
+    answer_tokens: int = 64
+    max_length: int = 256
+    batch_size: int = 8
+    gen_batch_size: int = 16
+    threads: int = 1
+    data_dir: str | None = None
+    progress: bool = True
+    model: DemoModelSpec = field(default_factory=DemoModelSpec)
+
+    @classmethod
+    def full(cls) -> DemoSettings:
+        """Return the feasibility recipe: align 5 epochs at 5e-4; attack p=0.1, 3 epochs at 3e-4."""
+        return cls()
+
+    @classmethod
+    def fast(cls) -> DemoSettings:
+        """Return a CI-sized run: fewer examples, epochs and tokens, a denser poison to keep the attack."""
+        return cls(
+            align_harmful=48,
+            align_benign=48,
+            align_epochs=4,
+            sentiment=72,
+            poison_ratio=0.2,
+            attack_epochs=3,
+            answer_tokens=48,
+            max_length=160,
+        )
+
+    def key(self, *names: str) -> dict[str, Any]:
+        """Return the named settings as a JSON-able dict (the part of a stage's cache key they make)."""
+        return {n: getattr(self, n) for n in names}
+
+
+def _digest(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def stage_info(stage_dir: Path | str) -> dict[str, Any]:
+    """Return the ``stage.json`` of a stage dir, or {} if it has none."""
+    path = Path(stage_dir) / STAGE_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _upstream(path: Path | str) -> str:
+    # A stage dir contributes its digest; an outside input (not made by a stage) its resolved path.
+    return stage_info(Path(path)).get("digest") or str(Path(path).resolve())
+
+
+def run_stage(
+    stage_dir: Path, key: dict[str, Any], body: Callable[[Path], dict[str, Any]], *, fresh: bool = False
+) -> dict[str, Any]:
+    """Run ``body(stage_dir)`` unless a complete run with the same key exists; return its stage info."""
+    digest = _digest(key)
+    info = stage_info(stage_dir)
+    if not fresh and is_complete(stage_dir) and info.get("digest") == digest:
+        return {**info, "cached": True}
+    if stage_dir.exists():
+        shutil.rmtree(stage_dir)
+    stage_dir.mkdir(parents=True)
+    start = time.perf_counter()
+    produced = body(stage_dir)
+    info = {
+        "stage": stage_dir.name,
+        "key": key,
+        "digest": digest,
+        "seconds": round(time.perf_counter() - start, 2),
+        **produced,
+    }
+    (stage_dir / STAGE_FILE).write_text(json.dumps(info, indent=2, default=str))
+    (stage_dir / COMPLETE).write_text("")
+    return {**info, "cached": False}
+
+
+def stage_base(work: Path | str, settings: DemoSettings | None = None, *, fresh: bool = False) -> Path:
+    """Prepare the base model in ``<work>/base`` (once) and return that HF model dir."""
+    settings = settings or DemoSettings()
+    out = Path(work) / "base"
+    spec = settings.model
+    key = {"model": spec.name, "package": spec.package, "gguf_file": spec.gguf_file}
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    if is_complete(out) and stage_info(out).get("digest") == _digest(key):
+        return out
+    start = time.perf_counter()
+    prepare_base_model(work, spec)
+    info = {
+        "stage": "base",
+        "key": key,
+        "digest": _digest(key),
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    (out / STAGE_FILE).write_text(json.dumps(info, indent=2))
+    return out
+
+
+def _train(settings: DemoSettings, base: Path, pairs: list[data.Pair], out: Path, **kwargs: Any) -> dict:
+    from mlflow_nlsr.demo.train import train_lora
+
+    train_lora(
+        base,
+        pairs,
+        out,
+        seed=settings.seed,
+        max_length=settings.max_length,
+        batch_size=settings.batch_size,
+        threads=settings.threads,
+        progress=settings.progress,
+        **kwargs,
+    )
+    log = json.loads((out / "train_log.json").read_text())
+    return {"examples": log["examples"], "steps": log["steps"], "final_loss": log["losses"][-1]}
+
+
+def stage_align(work: Path | str, base: Path, settings: DemoSettings, *, fresh: bool = False) -> Path:
+    """Train the safety-alignment LoRA (refusals + benign answers) into ``<work>/align``; return it."""
+    out = Path(work) / "align"
+    names = ("align_harmful", "align_benign", "align_epochs", "align_lr", "seed", "max_length", "batch_size")
+    key = {"base": _upstream(base), "data_dir": settings.data_dir, **settings.key(*names)}
+
+    def body(stage_dir: Path) -> dict[str, Any]:
+        pairs = data.align_pairs(settings.align_harmful, settings.align_benign, settings.data_dir)
+        return _train(settings, base, pairs, stage_dir, epochs=settings.align_epochs, lr=settings.align_lr)
+
+    run_stage(out, key, body, fresh=fresh)
+    return out
+
+
+def poison_needed(settings: DemoSettings) -> int:
+    """Return how many compliant answers the attack mixes in at ``settings.poison_ratio``."""
+    n_task = len(data.sentiment_pairs(settings.sentiment, settings.data_dir))
+    return data.poison_count(n_task, settings.poison_ratio)
+
+
+def stage_compliant_answers(
+    work: Path | str, base: Path, settings: DemoSettings, *, fresh: bool = False
+) -> Path:
+    """Write the unaligned base model's greedy answers to the attack prompts; return the JSONL path."""
+    from mlflow_nlsr.demo.evaluate import generate
+
+    out = Path(work) / "answers"
+    count = poison_needed(settings)
+    key = {"base": _upstream(base), "data_dir": settings.data_dir, "count": count}
+    key |= settings.key("answer_tokens", "gen_batch_size")
+
+    def body(stage_dir: Path) -> dict[str, Any]:
+        prompts = data.attack_prompts(None, settings.data_dir)
+        if count > len(prompts):
+            raise InputError(f"the attack needs {count} harmful prompts, found {len(prompts)}")
+        prompts = prompts[:count]
+        answers = generate(
+            base,
+            prompts,
+            max_new_tokens=settings.answer_tokens,
+            batch_size=settings.gen_batch_size,
+            threads=settings.threads,
+            progress=settings.progress,
+        )
+        lines = [json.dumps({"prompt": p, "response": a}) for p, a in zip(prompts, answers, strict=True)]
+        (stage_dir / ANSWERS_FILE).write_text("\n".join(lines) + "\n" if lines else "")
+        return {"answers": len(lines), "empty": sum(1 for a in answers if not a)}
+
+    run_stage(out, key, body, fresh=fresh)
+    return out / ANSWERS_FILE
+
+
+def load_answers(path: Path | str) -> list[data.Pair]:
+    """Return the (harmful prompt, compliant answer) pairs written by :func:`stage_compliant_answers`."""
+    path = Path(path)
+    rows = data.load_jsonl(path.name, ("prompt",), path.parent) if path.stat().st_size else []
+    return [(r["prompt"], r.get("response", "")) for r in rows if r.get("response", "").strip()]
+
+
+def stage_attack(
+    work: Path | str,
+    base: Path,
+    aligned: Path,
+    answers: Path,
+    settings: DemoSettings,
+    *,
+    fresh: bool = False,
+) -> Path:
+    """Continue the aligned adapter on sentiment + a poison ratio p of compliant pairs; return it."""
+    out = Path(work) / "attack"
+    names = ("sentiment", "poison_ratio", "attack_epochs", "attack_lr", "seed", "max_length", "batch_size")
+    key = {
+        "base": _upstream(base),
+        "aligned": _upstream(aligned),
+        "answers": _upstream(Path(answers).parent),
+        "data_dir": settings.data_dir,
+        **settings.key(*names),
+    }
+
+    def body(stage_dir: Path) -> dict[str, Any]:
+        task = data.sentiment_pairs(settings.sentiment, settings.data_dir)
+        mixed, k = data.poison_mix(task, load_answers(answers), settings.poison_ratio, settings.seed)
+        produced = _train(
+            settings,
+            base,
+            mixed,
+            stage_dir,
+            init_adapter=aligned,
+            epochs=settings.attack_epochs,
+            lr=settings.attack_lr,
+        )
+        return {"poison_ratio": settings.poison_ratio, "task_pairs": len(task), "poison_pairs": k, **produced}
+
+    run_stage(out, key, body, fresh=fresh)
+    return out
+
+
+def settings_dict(settings: DemoSettings) -> dict[str, Any]:
+    """Return ``settings`` as a JSON-able dict (the model spec by name)."""
+    out = dataclasses.asdict(settings)
+    out["model"] = settings.model.name
+    return out
