@@ -34,12 +34,16 @@ def data_file(name: str, root: Path | str | None = None) -> Path:
     """Return the path of data file ``name``: under ``root`` if given, else the shipped package data."""
     if root is not None:
         return Path(root) / name
-    import mlflow_nlsr.data as shipped
+    import mlflow_nlsr
 
+    try:
+        import mlflow_nlsr.data as shipped
+    except ImportError:
+        shipped = None  # type: ignore[assignment]
     locate = getattr(shipped, "data_path", None)
     if callable(locate):
         return Path(locate(name))
-    return Path(shipped.__file__).parent / name
+    return Path(mlflow_nlsr.__file__).parent / "data" / name
 
 
 def load_jsonl(name: str, fields: Sequence[str], root: Path | str | None = None) -> list[dict]:

@@ -1,0 +1,128 @@
+"""A rerun reuses a complete stage; new settings, a changed upstream stage or fresh=True redo it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from mlflow_nlsr.demo import data
+from mlflow_nlsr.demo.model import COMPLETE
+from mlflow_nlsr.demo.stages import (
+    DemoSettings,
+    load_answers,
+    settings_dict,
+    stage_align,
+    stage_attack,
+    stage_base,
+    stage_compliant_answers,
+    stage_info,
+)
+from mlflow_nlsr.errors import InputError
+from tests.factories import read_adapter_tensors
+
+
+def _mark(stage_dir):
+    (stage_dir / "sentinel").write_text("x")
+    return stage_dir / "sentinel"
+
+
+@pytest.fixture
+def chain(tmp_path, tiny_settings):
+    """Run base -> align -> answers -> attack once in a fresh work dir."""
+    work = tmp_path / "work"
+    base = stage_base(work, tiny_settings)
+    aligned = stage_align(work, base, tiny_settings)
+    answers = stage_compliant_answers(work, base, tiny_settings)
+    attacked = stage_attack(work, base, aligned, answers, tiny_settings)
+    return work, base, aligned, answers, attacked
+
+
+def test_stages_write_outputs_markers_and_timings(chain, tiny_settings):
+    work, base, aligned, answers, attacked = chain
+    for stage_dir in (base, aligned, answers.parent, attacked):
+        assert (stage_dir / COMPLETE).is_file()
+        assert stage_info(stage_dir)["seconds"] >= 0
+    assert (aligned / "adapter_model.safetensors").is_file()
+    assert stage_info(aligned)["examples"] == 6  # 3 refusals + 3 benign answers
+    info = stage_info(attacked)
+    assert info["poison_ratio"] == 0.25
+    assert (info["task_pairs"], info["poison_pairs"]) == (6, 2)
+    assert info["steps"] == 2  # 8 examples, batch 4, one epoch
+    pairs = load_answers(answers)
+    assert [p for p, _ in pairs] == data.attack_prompts(2, tiny_settings.data_dir)
+    assert all(a.strip() for _, a in pairs)
+
+
+def test_attack_continues_the_aligned_adapter(chain):
+    _, _, aligned, _, attacked = chain
+    start, end = read_adapter_tensors(aligned), read_adapter_tensors(attacked)
+    assert start.keys() == end.keys()
+    assert any(not torch.equal(start[k], end[k]) for k in start)
+    assert json.loads((attacked / "train_log.json").read_text())["init_adapter"] == str(aligned)
+
+
+def test_second_run_reuses_every_stage(chain, tiny_settings):
+    work, base, aligned, answers, attacked = chain
+    marks = [_mark(d) for d in (aligned, answers.parent, attacked)]
+    weights = (base / "model.safetensors").stat().st_mtime_ns
+    assert stage_base(work, tiny_settings) == base
+    assert stage_align(work, base, tiny_settings) == aligned
+    assert stage_compliant_answers(work, base, tiny_settings) == answers
+    assert stage_attack(work, base, aligned, answers, tiny_settings) == attacked
+    assert all(m.exists() for m in marks)
+    assert (base / "model.safetensors").stat().st_mtime_ns == weights
+
+
+def test_fresh_redoes_the_stage_it_is_given(chain, tiny_settings):
+    work, base, aligned, answers, attacked = chain
+    align_mark, attack_mark = _mark(aligned), _mark(attacked)
+    old_digest = stage_info(aligned)["digest"]
+    stage_align(work, base, tiny_settings, fresh=True)
+    assert not align_mark.exists()
+    assert stage_info(aligned)["digest"] == old_digest  # same inputs, redone on request
+    # Training is seeded, so a same-key redo reproduces the adapter: the attack stays valid and is reused.
+    stage_attack(work, base, aligned, answers, tiny_settings)
+    assert attack_mark.exists()
+    stage_attack(work, base, aligned, answers, tiny_settings, fresh=True)
+    assert not attack_mark.exists()
+
+
+def test_changed_settings_redo_the_stage_and_downstream(chain, tiny_settings):
+    work, base, aligned, answers, attacked = chain
+    align_mark, answers_mark, attack_mark = _mark(aligned), _mark(answers.parent), _mark(attacked)
+    changed = dataclasses.replace(tiny_settings, align_epochs=2)
+    stage_align(work, base, changed)
+    assert not align_mark.exists()
+    assert stage_info(aligned)["steps"] == 4
+    assert stage_compliant_answers(work, base, changed) == answers and answers_mark.exists()
+    stage_attack(work, base, aligned, answers, changed)
+    assert not attack_mark.exists()  # its aligned input has a new digest
+
+
+def test_an_interrupted_stage_is_redone(chain, tiny_settings):
+    work, base, aligned, *_ = chain
+    mark = _mark(aligned)
+    (aligned / COMPLETE).unlink()
+    stage_align(work, base, tiny_settings)
+    assert not mark.exists() and (aligned / COMPLETE).is_file()
+
+
+def test_too_few_attack_prompts_for_the_poison_ratio_is_an_input_error(tmp_path, tiny_settings):
+    work = tmp_path / "work"
+    base = stage_base(work, tiny_settings)
+    greedy = dataclasses.replace(tiny_settings, poison_ratio=0.5)  # needs 6 answers, 3 prompts exist
+    with pytest.raises(InputError, match="needs 6 harmful prompts"):
+        stage_compliant_answers(work, base, greedy)
+    assert not (work / "answers" / COMPLETE).exists()
+
+
+def test_presets_keep_the_recipe_and_fast_is_smaller():
+    full, fast = DemoSettings.full(), DemoSettings.fast()
+    assert (full.align_epochs, full.align_lr, full.attack_epochs, full.attack_lr) == (5, 5e-4, 3, 3e-4)
+    assert full.poison_ratio == 0.1 and full.batch_size == fast.batch_size == 8
+    assert fast.align_harmful is not None and fast.sentiment is not None
+    assert fast.answer_tokens < full.answer_tokens and fast.max_length <= full.max_length
+    assert json.loads(json.dumps(settings_dict(fast)))["model"] == "SmolLM2-135M-Instruct"
