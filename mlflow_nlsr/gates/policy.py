@@ -157,9 +157,16 @@ def load_gate_config(path: str | Path | None = None) -> GateConfig:
     return parse_gate_config(data)
 
 
+def suggest(name: str, options: list[str]) -> list[str]:
+    """Return up to 3 of `options` that look like `name` (shared prefix/substring first, then difflib)."""
+    related = [o for o in sorted(options) if name in o or o in name]
+    close = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
+    return list(dict.fromkeys([*related, *close]))[:3]
+
+
 def _lookup(metrics: Mapping[str, float], name: str, where: str) -> float:
     if name not in metrics:
-        close = difflib.get_close_matches(name, list(metrics), n=3)
+        close = suggest(name, list(metrics))
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise GateError(
             f"metric {name!r} is missing from {where}.{hint} Available: {', '.join(sorted(metrics))}"
@@ -204,12 +211,20 @@ def evaluate_policy(
 ) -> GateVerdict:
     """Evaluate every rule of `config`; pass only if all pass. Missing values: one GateError naming all."""
     baselines = baselines or {}
-    reasons, problems = [], []
+    reasons: list[GateReason] = []
+    problems: list[str] = []
     for rule in config.rules:
+        before = len(problems)
         try:
-            reasons.append(evaluate_rule(rule, metrics, baselines))
+            _lookup(metrics, rule.metric, "the measured metrics")
         except GateError as exc:
             problems.append(str(exc))
+        try:
+            threshold_of(rule, baselines)
+        except GateError as exc:
+            problems.append(str(exc))
+        if len(problems) == before:
+            reasons.append(evaluate_rule(rule, metrics, baselines))
     if problems:
         raise GateError("gate could not be evaluated: " + "; ".join(problems))
     return GateVerdict(passed=all(r.passed for r in reasons), reasons=tuple(reasons))

@@ -1,0 +1,167 @@
+"""``mlflow nlsr gate``: run the safety / over-refusal / utility suites on a model and judge a gate config."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads
+from mlflow_nlsr.errors import ConfigError, GateError, OutputExistsError
+
+OUTPUT_FILES = ("metrics.json", "samples.jsonl", "verdict.json", "metrics.png")
+
+
+def parse_baselines(values: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """Turn ``NAME=metrics.json`` options into ``{name: flat metrics}``."""
+    import re
+
+    from mlflow_nlsr.gates.report import read_metrics
+
+    out: dict[str, dict[str, float]] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name.strip()) or not path.strip():
+            raise ConfigError(f"--baseline should be NAME=path/to/metrics.json, found {value!r}")
+        out[name.strip()] = read_metrics(path.strip())
+    return out
+
+
+def _print_suites(as_json: bool) -> None:
+    from mlflow_nlsr.gates.registry import list_suites
+
+    suites = list_suites()
+    if as_json:
+        echo_json(suites)
+        return
+    for suite in suites:
+        click.echo(f"{suite['suite']:<12} {suite['items']:>5} items  {suite['description']}")
+        for task in suite["tasks"]:
+            click.echo(f"  {task['task']:<18} {task['items']:>5}  ({task['data_file']})")
+
+
+def _verdict(
+    config_path: Path | None, metrics: dict[str, float], baselines: dict[str, Any]
+) -> dict[str, Any]:
+    """Evaluate the gate config (or the default one when every baseline it needs was given)."""
+    from mlflow_nlsr.gates.policy import evaluate_policy, load_gate_config
+
+    config = load_gate_config(config_path)
+    missing = [b for b in config.baselines if b not in baselines]
+    label = str(config_path) if config_path else "default"
+    if missing and config_path is None:
+        return {
+            "passed": None,
+            "evaluated": False,
+            "config": label,
+            "reasons": [],
+            "message": f"no --config given and the default gate needs baselines {', '.join(missing)} "
+            "(--baseline NAME=metrics.json): metrics only, no verdict",
+        }
+    verdict = evaluate_policy(config, metrics, baselines).to_dict()
+    return {**verdict, "evaluated": True, "config": label, "baselines": sorted(baselines)}
+
+
+@click.command(name="gate")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), help="Model dir.")
+@click.option("--adapter", type=click.Path(file_okay=False, path_type=Path), help="PEFT adapter dir.")
+@click.option("--suite", "suites", default=None, help="Comma-separated suites [safety,overrefusal,utility].")
+@click.option(
+    "--task", "extra_tasks", multiple=True, help="Extra installed lm-eval task (counts toward utility)."
+)
+@click.option("--judge", default=None, help="Refusal judge plugin: keyword (default) or hf-classifier.")
+@click.option("--judge-model", default=None, help="Model dir or hub id for the hf-classifier judge.")
+@click.option("--judge-threshold", type=float, default=None, help="Unsafe-probability threshold [0.5].")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N items/task."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
+@click.option("--max-gen-toks", type=click.IntRange(min=1), default=None, help="Cap on generated tokens.")
+@click.option("--device", default="cpu", show_default=True, help="torch device for the model.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--baseline", "baseline_args", multiple=True, help="NAME=metrics.json of a baseline run.")
+@click.option("--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), help="Output dir.")
+@click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier run in --output.")
+@click.option("--list-suites", is_flag=True, help="List the shipped suites with their tasks and item counts.")
+@json_option
+@handle_errors
+def gate(
+    model_dir: Path | None,
+    adapter: Path | None,
+    suites: str | None,
+    extra_tasks: tuple[str, ...],
+    judge: str | None,
+    judge_model: str | None,
+    judge_threshold: float | None,
+    limit: int | None,
+    batch_size: int,
+    max_gen_toks: int | None,
+    device: str,
+    config_path: Path | None,
+    baseline_args: tuple[str, ...],
+    output_dir: Path | None,
+    overwrite: bool,
+    list_suites: bool,
+    as_json: bool,
+) -> None:
+    """Gate a model: lm-eval safety (asr), over-refusal (refusal_rate) and utility suites, then a verdict.
+
+    Writes metrics.json, samples.jsonl, verdict.json and metrics.png to --output. The verdict uses
+    --config (relative rules need --baseline NAME=metrics.json from earlier runs); without --config the
+    default gate is applied only if all its baselines (aligned, finetuned) are given, else verdict.json
+    records that no verdict was made. Exit code 1 when the gate fails.
+    """
+    if list_suites:
+        _print_suites(as_json)
+        return
+    if model_dir is None or output_dir is None:
+        raise ConfigError("--model and --output are required (or use --list-suites)")
+    if not overwrite and any((output_dir / f).exists() for f in OUTPUT_FILES):
+        raise OutputExistsError(f"{output_dir} already holds gate outputs; pass --overwrite to replace them")
+    from mlflow_nlsr.gates.policy import load_gate_config
+    from mlflow_nlsr.gates.registry import DEFAULT_SUITES
+    from mlflow_nlsr.gates.report import VERDICT_FILE, write_json
+
+    baselines = parse_baselines(baseline_args)
+    config = load_gate_config(config_path)
+    if config_path is not None:
+        missing = [b for b in config.baselines if b not in baselines]
+        if missing:
+            raise GateError(f"gate config {config_path} needs --baseline for {', '.join(missing)}")
+    judge_options: dict[str, Any] = dict(config.judge_options)
+    if judge_model:
+        judge_options["model"] = judge_model
+    if judge_threshold is not None:
+        judge_options["threshold"] = judge_threshold
+    limit_threads()
+    from mlflow_nlsr.gates.runner import run_gates
+
+    run = run_gates(
+        model_dir,
+        adapter=adapter,
+        suites=suites or config.suites or DEFAULT_SUITES,
+        tasks_extra=tuple(dict.fromkeys([*config.extra_tasks, *extra_tasks])),
+        judge=judge or config.judge or "keyword",
+        judge_options=judge_options,
+        limit=limit if limit is not None else config.limit,
+        batch_size=batch_size,
+        max_gen_toks=max_gen_toks,
+        output_dir=output_dir,
+        device=device,
+    )
+    verdict = _verdict(config_path, run.metrics, baselines)
+    outputs = {**{k: str(v) for k, v in run.outputs.items()}, "verdict": str(output_dir / VERDICT_FILE)}
+    write_json(output_dir / VERDICT_FILE, verdict)
+    if as_json:
+        echo_json({"metrics": run.metrics, "verdict": verdict, "outputs": outputs})
+    else:
+        for name, value in run.metrics.items():
+            click.echo(f"{name:<32} {value:.4f}")
+        for reason in verdict["reasons"]:
+            click.echo(reason["message"])
+        status = {True: "PASSED", False: "FAILED", None: "NOT EVALUATED"}[verdict["passed"]]
+        click.echo(f"gate {status}; outputs in {output_dir}")
+    if verdict["passed"] is False:
+        sys.exit(1)
