@@ -106,7 +106,7 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """Return the schema revision recorded in the database, or None before the first migration."""
-    with engine.connect() as conn:
+    with engine.execution_options(**{READ_ONLY: True}).connect() as conn:
         if not inspect(conn).has_table(VERSION_TABLE):
             return None
         return conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalar()

@@ -113,7 +113,7 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     trigger: Mapped[Trigger] = mapped_column(_enum(Trigger, "nlsr_job_trigger"))
     config_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
-    result: Mapped[Any] = mapped_column(JSONText, default=None)
+    result: Mapped[Any] = mapped_column(JSONText, nullable=True, default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     realigned_version: Mapped[str | None] = mapped_column(String(64), default=None)
 
@@ -143,9 +143,9 @@ class AuditEvent(Base):
     version: Mapped[str] = mapped_column(String(64))
     actor: Mapped[str] = mapped_column(String(256))
     event: Mapped[str] = mapped_column(String(64))
-    inputs: Mapped[Any] = mapped_column(JSONText, default=None)
+    inputs: Mapped[Any] = mapped_column(JSONText, nullable=True, default=None)
     decision: Mapped[str | None] = mapped_column(String(64), default=None)
-    reasons: Mapped[Any] = mapped_column(JSONText, default=None)
+    reasons: Mapped[Any] = mapped_column(JSONText, nullable=True, default=None)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the event as a JSON-ready dict (``at`` as ISO-8601 UTC)."""
