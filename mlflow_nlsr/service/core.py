@@ -1,0 +1,342 @@
+"""The one orchestrator: an idempotent, resumable ``process_version(name, version)``.
+
+Every trigger (webhook receiver, ``mlflow server --app-name nlsr``, the poller, ``mlflow nlsr run``)
+ends here. A job walks queued → running → realigned → gated → promoted | rejected (or failed /
+skipped); each step's output is written to the job's work dir before the state advances, so a worker
+that dies anywhere is resumed by the next one from the last completed step, and a version is promoted
+only after the realigned weights are fully written, registered and gated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow_nlsr import lineage
+from mlflow_nlsr.errors import ConfigError, GateError, InputError, JobStoreError, NLSRError, RegistryError
+from mlflow_nlsr.gates.policy import evaluate_policy, load_gate_config
+from mlflow_nlsr.gates.runner import run_gates
+from mlflow_nlsr.io.hashing import sha256_dir
+from mlflow_nlsr.pipeline import realign
+from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model, resolve_to_local
+from mlflow_nlsr.rules import Resolved, Rules
+from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
+from mlflow_nlsr.service.intake import enqueue_version
+from mlflow_nlsr.service.settings import Outcome, Settings
+from mlflow_nlsr.store.models import Job
+from mlflow_nlsr.store.repository import JobStore
+from mlflow_nlsr.store.states import JobState
+
+log = logging.getLogger(__name__)
+
+#: errors that a retry cannot fix: the job fails at once, with the reason audited
+PERMANENT = (InputError, ConfigError, GateError)
+
+
+class NLSRService:
+    """Realign, gate, register and promote registered model versions."""
+
+    def __init__(
+        self, settings: Settings, *, store: JobStore | None = None, client: RegistryClient | None = None
+    ) -> None:
+        self.settings = settings
+        Path(settings.work_dir).mkdir(parents=True, exist_ok=True)
+        self.store = store or JobStore(settings.resolved_store_url(), max_attempts=settings.max_attempts)
+        self.client = client or RegistryClient(settings.tracking_uri)
+        self.rules = Rules.load(settings.config)
+
+    # -- triggers --------------------------------------------------------------------------
+    def enqueue(
+        self,
+        name: str,
+        version: str | int,
+        *,
+        trigger: str,
+        actor: str,
+        tags: Mapping[str, str] | None = None,
+    ) -> Job | None:
+        """Queue a job unless the version is one NLSR registered itself (loop prevention)."""
+        return enqueue_version(
+            self.store, self.client, name, version, trigger=trigger, actor=actor, tags=tags
+        )
+
+    def poll_once(self, name_glob: str | None = None) -> list[Job]:
+        """Enqueue every version that has no ``nlsr.status`` tag yet (the safety net for lost webhooks)."""
+        jobs = []
+        for info in self.client.search_versions_without_tag(lineage.STATUS, name_glob):
+            job = self.enqueue(info.name, info.version, trigger="poller", actor="poller", tags=info.tags)
+            if job is not None:
+                jobs.append(job)
+        return jobs
+
+    def process_version(
+        self, name: str, version: str | int, *, trigger: str = "cli", actor: str = "cli"
+    ) -> Outcome:
+        """Run the whole job for one version now; return its outcome (idempotent: a done job is reported)."""
+        info = self.client.get_version(name, version)
+        job = self.enqueue(name, info.version, trigger=trigger, actor=actor, tags=info.tags)
+        if job is None:
+            raise ConfigError(
+                f"{info.uri} was registered by NLSR (nlsr.realigned=true); realigned "
+                "versions are never realigned again"
+            )
+        if job.terminal:
+            return Outcome.of(job)
+        claimed = self.store.claim(self.settings.worker_id, self.settings.lease_seconds, job_id=job.id)
+        if claimed is None:
+            current = self.store.get_by_id(job.id) or job
+            if current.terminal:
+                return Outcome.of(current)
+            raise JobStoreError(
+                f"{info.uri}: job {job.id} is {current.state} and leased by "
+                f"{current.lease_owner} until {current.lease_expires_at}; try again later"
+            )
+        return self.run(claimed)
+
+    def run_next(self) -> Outcome | None:
+        """Claim one due job (or one whose worker died) and run it; None when there is none."""
+        job = self.store.claim(self.settings.worker_id, self.settings.lease_seconds)
+        return None if job is None else self.run(job)
+
+    def work(
+        self, *, max_jobs: int | None = None, idle_exit_s: float | None = None, poll_interval_s: float = 2.0
+    ) -> list[Outcome]:
+        """The worker loop: run jobs until `max_jobs` ran or nothing came for `idle_exit_s` seconds."""
+        outcomes: list[Outcome] = []
+        idle_since = time.monotonic()
+        while max_jobs is None or len(outcomes) < max_jobs:
+            outcome = self.run_next()
+            if outcome is not None:
+                outcomes.append(outcome)
+                idle_since = time.monotonic()
+                continue
+            if idle_exit_s is not None and time.monotonic() - idle_since >= idle_exit_s:
+                break
+            time.sleep(poll_interval_s)
+        return outcomes
+
+    # -- one job ---------------------------------------------------------------------------
+    def run(self, job: Job) -> Outcome:
+        """Run (or resume) a claimed job to a terminal state; failures are audited, never raised."""
+        worker = self.settings.worker_id
+        try:
+            with Heartbeat(self.store, job.id, worker, self.settings.lease_seconds) as beat:
+                return self._execute(job, beat)
+        except LeaseLost as exc:
+            log.warning("%s/%s: %s", job.model_name, job.version, exc)
+            return Outcome.of(self.store.get_by_id(job.id) or job, (str(exc),))
+        except Exception as exc:  # noqa: BLE001 - every failure must be recorded on the job
+            permanent = isinstance(exc, PERMANENT)
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("%s/%s failed: %s", job.model_name, job.version, reason)
+            try:
+                failed = self.store.fail(job.id, worker, reason, retry=not permanent)
+            except JobStoreError as store_exc:
+                return Outcome.of(job, (reason, str(store_exc)))
+            if failed.state is JobState.FAILED:
+                self._tag_source(
+                    job.model_name,
+                    job.version,
+                    {lineage.STATUS: "failed", lineage.ERROR: reason[: lineage.MAX_TAG]},
+                    quiet=True,
+                )
+            return Outcome.of(failed, (reason,))
+
+    def _execute(self, job: Job, beat: Heartbeat) -> Outcome:
+        name, version, worker = job.model_name, job.version, self.settings.worker_id
+        info = self.client.get_version(name, version)
+        if is_realigned(info):
+            return self._skip(job, "version was registered by NLSR (nlsr.realigned=true)")
+        overrides = {
+            k: v
+            for k, v in (
+                ("nlsr.base_uri", self.settings.base_uri),
+                ("nlsr.aligned_uri", self.settings.aligned_uri),
+            )
+            if v
+        }
+        resolved = self.rules.resolve(name, {**info.tags, **overrides})
+        if resolved is None:
+            return self._skip(
+                job,
+                f"no nlsr.yaml rule matches {name!r} and the version has no "
+                "nlsr.base_uri/nlsr.aligned_uri tags",
+            )
+        options = resolved.rule.options(**dict(self.settings.realign_overrides))
+        job_dir = Path(self.settings.work_dir) / "jobs" / _slug(name) / str(version)
+        self._tag_source(name, version, {lineage.STATUS: str(job.state)})
+        base = resolve_to_local(resolved.base_uri, Path(self.settings.work_dir) / "inputs", self.client)
+        aligned = resolve_to_local(resolved.aligned_uri, Path(self.settings.work_dir) / "inputs", self.client)
+        finetuned = resolve_to_local(info.uri, job_dir / "input", self.client)
+        out = job_dir / "realigned"
+        if job.state is JobState.RUNNING:
+            if not (out / "nlsr_report.json").exists():
+                realign(base, aligned, finetuned, out, options, overwrite=True)
+            beat.check()
+            job = self.store.advance(job.id, worker, JobState.REALIGNED, config_sha256=options.sha256())
+            self._tag_source(name, version, {lineage.STATUS: "realigned"})
+        report = json.loads((out / "nlsr_report.json").read_text())
+        gate_config = load_gate_config(resolved.rule.gate_config)
+        limit = self.settings.gate_limit or resolved.rule.gate_limit
+        if job.state is JobState.REALIGNED:
+            metrics = {
+                role: self._gate(role, path, base, gate_config, limit, job_dir)
+                for role, path in (("finetuned", finetuned), ("aligned", aligned), ("realigned", out))
+            }
+            verdict = evaluate_policy(
+                gate_config,
+                metrics["realigned"],
+                {"finetuned": metrics["finetuned"], "aligned": metrics["aligned"]},
+            )
+            result = {
+                "verdict": verdict.to_dict(),
+                "metrics": metrics,
+                "reasons": [r.message for r in verdict.reasons],
+            }
+            beat.check()
+            job = self.store.advance(job.id, worker, JobState.GATED, result=result)
+            self._tag_source(name, version, {lineage.STATUS: "gated"})
+        result = job.result or {}
+        new_version = self._register(job, info.uri, resolved, report, options.sha256(), result, job_dir)
+        beat.check()
+        passed = bool(result["verdict"]["passed"])
+        target = resolved.rule.target_name or name
+        if passed and self.settings.promote and resolved.rule.promote:
+            self.client.set_alias(target, resolved.rule.alias, new_version)
+            state, status = JobState.PROMOTED, "promoted"
+        else:
+            state = JobState.REJECTED if not passed else JobState.GATED
+            status = "rejected" if not passed else "passed-not-promoted"
+        tags = {lineage.STATUS: status, lineage.REALIGNED_VERSION: f"{target}/{new_version}"}
+        if not passed:
+            tags[lineage.REASONS] = lineage.reasons_text(result["verdict"])
+        self._tag_source(name, version, tags)
+        if state is JobState.GATED:  # passed, promotion switched off: still a terminal decision
+            state = JobState.REJECTED
+            reasons: list[str] = ["gates passed; promotion disabled (--no-promote or rule promote: false)"]
+        else:
+            reasons = list(result.get("reasons", []))
+        done = self.store.finish(job.id, worker, state, reasons=reasons, realigned_version=new_version)
+        return Outcome.of(done)
+
+    # -- steps -----------------------------------------------------------------------------
+    def _gate(
+        self, role: str, path: Path, base: Path, config: Any, limit: int | None, job_dir: Path
+    ) -> dict[str, float]:
+        """Gate metrics of one model; the references' baselines are cached across jobs by content hash."""
+        is_adapter = (path / "adapter_config.json").exists()
+        suites = tuple(config.suites) if config.suites is not None else ("safety", "overrefusal", "utility")
+        limit = limit or config.limit
+        gate_kw = {
+            "suites": suites,
+            "tasks_extra": tuple(config.extra_tasks),
+            "judge": config.judge or "keyword",
+            "judge_options": dict(config.judge_options),
+            "limit": limit,
+        }
+        if role == "realigned":
+            out = job_dir / "gates" / role
+        else:
+            settings_key = json.dumps(gate_kw, sort_keys=True, default=str)
+            key = f"{sha256_dir(path)[:16]}-{sha256_dir(base)[:8]}-{_short_hash(settings_key)}"
+            out = Path(self.settings.work_dir) / "gate-cache" / key
+        metrics_file = out / "metrics.json"
+        if metrics_file.exists():
+            return dict(json.loads(metrics_file.read_text())["metrics"])
+        run = run_gates(
+            base if is_adapter else path,
+            adapter=path if is_adapter else None,
+            batch_size=self.settings.gate_batch_size,
+            output_dir=out,
+            **gate_kw,
+        )
+        return dict(run.metrics)
+
+    def _register(
+        self,
+        job: Job,
+        source_uri: str,
+        resolved: Resolved,
+        report: Mapping[str, Any],
+        config_sha: str,
+        result: Mapping[str, Any],
+        job_dir: Path,
+    ) -> str:
+        """Register the realigned output once (a resumed job finds the version it registered before)."""
+        target = resolved.rule.target_name or job.model_name
+        existing = self.client.search_versions(
+            f"name = '{target}' and tags.`{lineage.SOURCE_MODEL}` = '{job.model_name}' "
+            f"and tags.`{lineage.SOURCE_VERSION}` = '{job.version}' and tags.`{lineage.JOB_ID}` = '{job.id}'"
+        )
+        if existing:
+            return existing[0].version
+        tags = lineage.realigned_tags(
+            source_name=job.model_name,
+            source_version=job.version,
+            job_id=job.id,
+            base_uri=resolved.base_uri,
+            aligned_uri=resolved.aligned_uri,
+            report=report,
+            config_sha256=config_sha,
+            verdict=result["verdict"],
+            metrics=result["metrics"],
+        )
+        card = lineage.model_card(
+            source_uri=source_uri,
+            base_uri=resolved.base_uri,
+            aligned_uri=resolved.aligned_uri,
+            report=report,
+            verdict=result["verdict"],
+            metrics=result["metrics"],
+        )
+        model_id, version = log_local_model(
+            job_dir / "realigned",
+            name=f"{_slug(job.model_name)}-v{job.version}-nlsr",
+            client=self.client,
+            tags={lineage.SOURCE_MODEL: job.model_name, lineage.SOURCE_VERSION: job.version},
+            params={k: v for k, v in report.get("options", {}).items() if v is not None and k != "extra"},
+            registered_model_name=target,
+            version_tags=tags,
+            description=card,
+        )
+        if version is None:
+            raise RegistryError(f"registering the realigned model of {source_uri} returned no version")
+        gates_dir = job_dir / "gates"
+        flat = {f"{role}.{k}": v for role, values in result["metrics"].items() for k, v in values.items()}
+        self.client.log_gate_metrics(
+            model_id,
+            flat,
+            params={"verdict": result["verdict"]["passed"]},
+            artifacts_dir=gates_dir if gates_dir.exists() else None,
+            run_name=f"nlsr-gates-{_slug(job.model_name)}-v{job.version}",
+        )
+        return version.version
+
+    def _skip(self, job: Job, reason: str) -> Outcome:
+        self._tag_source(job.model_name, job.version, {lineage.STATUS: "skipped", lineage.REASONS: reason})
+        done = self.store.finish(job.id, self.settings.worker_id, JobState.SKIPPED, reasons=[reason])
+        return Outcome.of(done, (reason,))
+
+    def _tag_source(
+        self, name: str, version: str | int, tags: Mapping[str, str], *, quiet: bool = False
+    ) -> None:
+        try:
+            self.client.set_version_tags(name, version, tags)
+        except NLSRError:
+            if not quiet:
+                raise
+            log.warning("could not tag %s/%s with %s", name, version, dict(tags))
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _short_hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:8]

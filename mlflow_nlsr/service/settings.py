@@ -1,0 +1,74 @@
+"""Service settings and job outcomes (plain values)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlflow_nlsr.store.models import Job
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the service keeps its state and how it gates (CLI flags and env vars map onto this)."""
+
+    tracking_uri: str | None = None
+    store_url: str | None = None
+    work_dir: Path = Path(".nlsr-work")
+    config: Path | None = None
+    gate_limit: int | None = None
+    gate_batch_size: int = 8
+    promote: bool = True
+    lease_seconds: float = 900.0
+    max_attempts: int = 3
+    base_uri: str | None = None
+    aligned_uri: str | None = None
+    realign_overrides: Mapping[str, Any] = field(default_factory=dict)
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    def resolved_store_url(self) -> str:
+        """The job-store URL (default: a SQLite file in the work dir)."""
+        return self.store_url or f"sqlite:///{(Path(self.work_dir) / 'jobs.db').resolve()}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Where a job ended (or stands) and why."""
+
+    model_name: str
+    version: str
+    state: str
+    job_id: int
+    realigned_version: str | None = None
+    verdict: Mapping[str, Any] | None = None
+    reasons: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, job: Job, reasons: tuple[str, ...] = ()) -> Outcome:
+        """Summarise a job row."""
+        result = job.result if isinstance(job.result, dict) else {}
+        return cls(
+            job.model_name,
+            job.version,
+            str(job.state),
+            job.id,
+            job.realigned_version,
+            result.get("verdict"),
+            reasons or tuple(result.get("reasons", ())),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON view."""
+        return {
+            "model_name": self.model_name,
+            "version": self.version,
+            "state": self.state,
+            "job_id": self.job_id,
+            "realigned_version": self.realigned_version,
+            "verdict": self.verdict,
+            "reasons": list(self.reasons),
+        }
