@@ -1,0 +1,155 @@
+"""``mlflow nlsr realign``: repair a LoRA fine-tune's safety with NLSR (or SafeLoRA), no training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads
+from mlflow_nlsr.options import _CHOICES, HELP, RealignOptions
+
+_DIR = click.Path(file_okay=False, path_type=Path)
+_FILE = click.Path(dir_okay=False, path_type=Path)
+_DEFAULTS = RealignOptions()
+
+
+def _help(name: str) -> str:
+    default = getattr(_DEFAULTS, name)
+    return f"{HELP.get(name, '')} [default: {default}]" if default is not None else HELP.get(name, "")
+
+
+def _choice(name: str) -> click.Choice:
+    return click.Choice(_CHOICES[name])
+
+
+@click.command(name="realign", context_settings={"max_content_width": 100})
+@click.option("--base", required=True, type=_DIR, help="Hugging Face model dir the adapters sit on.")
+@click.option(
+    "--aligned", required=True, type=_DIR, help="PEFT LoRA adapter dir of the safety-aligned model."
+)
+@click.option(
+    "--finetuned", required=True, type=_DIR, help="PEFT LoRA adapter dir fine-tuned from --aligned."
+)
+@click.option("--output", required=True, type=_DIR, help="Output dir (must not exist unless --overwrite).")
+@click.option(
+    "--mode",
+    type=_choice("mode"),
+    default=None,
+    help="auto: LoRA when both inputs are adapter dirs; lora; full (full-weight mode). [default: auto]",
+)
+@click.option("--method", type=_choice("method"), default=None, help=_help("method"))
+@click.option("--variant", type=_choice("variant"), default=None, help=_help("variant"))
+@click.option("--scorer", type=_choice("scorer"), default=None, help=_help("scorer"))
+@click.option("--selection", type=_choice("selection"), default=None, help=_help("selection"))
+@click.option("--sparsity", type=float, default=None, help=_help("sparsity"))
+@click.option("--beta", type=float, default=None, help=_help("beta"))
+@click.option("--layer-rate", type=float, default=None, help=_help("layer_rate"))
+@click.option("--epsilon", type=float, default=None, help=_help("epsilon"))
+@click.option("--tau", type=float, default=None, help=_help("tau"))
+@click.option("--seed", type=int, default=None, help=_help("seed"))
+@click.option("--safelora-layers", type=int, default=None, help=_help("safelora_layers"))
+@click.option(
+    "--calibration",
+    type=_FILE,
+    default=None,
+    help='JSONL of {"prompt", "response"} safe answers for actsvd [default: the shipped set].',
+)
+@click.option(
+    "--calibration-prompts",
+    type=_FILE,
+    default=None,
+    help='JSONL of {"prompt"}: the reference model generates the responses (official recipe).',
+)
+@click.option("--calibration-samples", type=int, default=None, help=_help("calibration_samples"))
+@click.option("--max-length", type=int, default=None, help=_help("max_length"))
+@click.option("--neuron", type=_choice("neuron"), default=None, help=_help("neuron"))
+@click.option(
+    "--correction",
+    type=click.Choice(["code", "paper"]),
+    default=None,
+    help="D5: code (replace the masked entries of A and B, as the official code) or paper "
+    "(W_e' + W_t-hat without cross terms; for LoRA a rank-2r adapter). [default: code]",
+)
+@click.option(
+    "--device", type=_choice("device"), default=None, help=f"cpu, cuda or auto [default: {_DEFAULTS.device}]"
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=_FILE,
+    default=None,
+    help="YAML file of options (top level or under 'realign:'); flags given here override it.",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    default=False,
+    help="Run even when the fine-tuned adapter does not continue the aligned one.",
+)
+@click.option("--overwrite", is_flag=True, default=False, help="Replace an existing output dir.")
+@click.option("--no-progress", is_flag=True, default=False, help="Hide the progress bar.")
+@json_option
+@handle_errors
+def realign(
+    base: Path,
+    aligned: Path,
+    finetuned: Path,
+    output: Path,
+    config_file: Path | None,
+    overwrite: bool,
+    no_progress: bool,
+    as_json: bool,
+    **flags: Any,
+) -> None:
+    r"""Realign a LoRA fine-tune whose safety was broken by its fine-tuning data (NLSR, AAAI 2025).
+
+    \b
+    Inputs: --base (the HF model), --aligned (the safety-aligned LoRA adapter) and --finetuned (the
+    adapter trained by continuing --aligned). NLSR amplifies the aligned adapter into a safety
+    reference, finds its safety-critical LoRA entries, and copies them into the fine-tuned adapter in
+    the modules chosen by similarity. No training. The default scorer, actsvd, loads the model and
+    runs calibration prompts through it; --scorer magnitude or weight-lowrank are data-free.
+    --method safelora / safelora-nlsr run the SafeLoRA baselines instead.
+
+    \b
+    Writes into --output: the realigned PEFT adapter (adapter_config.json, adapter_model.safetensors;
+    load it with PeftModel.from_pretrained on --base), masks.safetensors, nlsr_report.json,
+    similarity.png and README.md. Same inputs and seed give a byte-identical adapter.
+    """
+    limit_threads()
+    from mlflow_nlsr.pipeline import realign as run_realign
+
+    # only flags the user gave override the config file (0 and 0.0 are real values; --force is a flag)
+    given = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in flags.items()
+        if v is not None and not (k == "force" and v is False)
+    }
+    if config_file is not None:
+        options = RealignOptions.from_yaml(config_file, **given)
+    else:
+        options = RealignOptions.from_mapping(given)
+    result = run_realign(
+        base,
+        aligned,
+        finetuned,
+        output,
+        options,
+        progress=not no_progress and not as_json,
+        overwrite=overwrite,
+    )
+    report = result.report
+    if as_json:
+        echo_json(report)
+        return
+    changed = report.get("strength", {}).get("changed_fraction")
+    click.echo(
+        f"{report['method']} ({report['variant']}, scorer {report['scorer']}, "
+        f"selection {report['selection']}): patched {report.get('patched_modules', '?')} of "
+        f"{report.get('total_modules', len(report.get('modules', [])))} modules"
+        + (f", {changed:.1%} of entries changed" if isinstance(changed, float) else "")
+        + f", {float(report.get('seconds', 0.0)):.1f}s"
+    )
+    click.echo(f"Realigned adapter written to {result.output} (report: {result.output / 'nlsr_report.json'})")
