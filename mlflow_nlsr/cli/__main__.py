@@ -1,0 +1,5 @@
+"""``python -m mlflow_nlsr.cli`` (used to start worker processes)."""
+
+from mlflow_nlsr.cli import main
+
+main()

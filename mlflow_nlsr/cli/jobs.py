@@ -1,0 +1,196 @@
+"""``mlflow nlsr run | worker | status | audit``: the registry job, synchronously or by workers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads
+from mlflow_nlsr.cli._service import build_service, parse_sets, with_service
+from mlflow_nlsr.errors import ConfigError
+
+
+def _parse_model_uri(uri: str) -> tuple[str, str]:
+    prefix = "models:/"
+    body = uri[len(prefix) :] if uri.startswith(prefix) else ""
+    if "/" not in body or not body.rsplit("/", 1)[1].isdigit():
+        raise ConfigError(f"--model-uri expects models:/NAME/VERSION (a registered version), got {uri!r}")
+    name, version = body.rsplit("/", 1)
+    return name, version
+
+
+@click.command()
+@click.option("--model-uri", required=True, help="The fine-tuned version: models:/NAME/VERSION.")
+@click.option(
+    "--base", "base_uri", default=None, help="Base model URI (overrides nlsr.yaml and version tags)."
+)
+@click.option("--aligned", "aligned_uri", default=None, help="Aligned adapter/model URI (overrides).")
+@click.option("--gate-limit", type=int, default=None, help="Items per gate task (default: all).")
+@click.option("--gate-batch-size", type=int, default=8, show_default=True, help="Gate generation batch size.")
+@click.option("--no-promote", is_flag=True, help="Register and gate, but never move the alias.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Realign option override, e.g. --set scorer=magnitude --set sparsity=0.5 (repeatable).",
+)
+@click.option("--scorer", default=None, help="Shortcut for --set scorer=…")
+@click.option("--selection", default=None, help="Shortcut for --set selection=…")
+@click.option("--sparsity", type=float, default=None, help="Shortcut for --set sparsity=…")
+@with_service
+@json_option
+@handle_errors
+def run(
+    model_uri: str,
+    base_uri: str | None,
+    aligned_uri: str | None,
+    gate_limit: int | None,
+    gate_batch_size: int,
+    no_promote: bool,
+    sets: tuple[str, ...],
+    scorer: str | None,
+    selection: str | None,
+    sparsity: float | None,
+    svc_args: dict[str, Any],
+    as_json: bool,
+) -> None:
+    """Realign, gate, register and (if the gates pass) promote one registered version, now.
+
+    The same job a webhook or the poller would queue, run synchronously in this process: it resolves
+    the base and aligned references (nlsr.yaml, version tags, or --base/--aligned), realigns the
+    fine-tuned version, runs the safety, over-refusal and utility gates on the fine-tuned, aligned and
+    realigned models, registers the realigned version with lineage tags, and moves the alias only on a
+    passing verdict. Re-running a finished job reports it; a crashed one resumes where it stopped.
+    """
+    limit_threads()
+    name, version = _parse_model_uri(model_uri)
+    overrides = parse_sets(sets)
+    overrides.update(
+        {
+            k: v
+            for k, v in (("scorer", scorer), ("selection", selection), ("sparsity", sparsity))
+            if v is not None
+        }
+    )
+    svc = build_service(
+        **svc_args,
+        base_uri=base_uri,
+        aligned_uri=aligned_uri,
+        gate_limit=gate_limit,
+        gate_batch_size=gate_batch_size,
+        promote=not no_promote,
+        realign_overrides=overrides,
+    )
+    outcome = svc.process_version(name, version, trigger="cli", actor="cli")
+    if as_json:
+        echo_json(outcome.to_dict())
+        return
+    click.echo(
+        f"{model_uri}: {outcome.state}"
+        + (f" -> realigned version {outcome.realigned_version}" if outcome.realigned_version else "")
+    )
+    for reason in outcome.reasons:
+        click.echo(f"  {reason}")
+
+
+@click.command()
+@click.option("--max-jobs", type=int, default=None, help="Stop after this many jobs.")
+@click.option("--idle-exit", type=float, default=None, help="Stop after this many seconds without work.")
+@click.option("--poll-interval", type=float, default=2.0, show_default=True, help="Seconds between claims.")
+@click.option("--gate-limit", type=int, default=None, help="Items per gate task (default: all).")
+@click.option(
+    "--lease",
+    "lease_seconds",
+    type=float,
+    default=900.0,
+    show_default=True,
+    help="Lease length in seconds; a worker that dies loses its job after this long.",
+)
+@with_service
+@json_option
+@handle_errors
+def worker(
+    max_jobs: int | None,
+    idle_exit: float | None,
+    poll_interval: float,
+    gate_limit: int | None,
+    lease_seconds: float,
+    svc_args: dict[str, Any],
+    as_json: bool,
+) -> None:
+    """Process queued jobs (run several workers against PostgreSQL to scale out)."""
+    limit_threads()
+    svc = build_service(**svc_args, gate_limit=gate_limit, lease_seconds=lease_seconds)
+    outcomes = svc.work(max_jobs=max_jobs, idle_exit_s=idle_exit, poll_interval_s=poll_interval)
+    if as_json:
+        echo_json([o.to_dict() for o in outcomes])
+    else:
+        for o in outcomes:
+            click.echo(f"{o.model_name}/{o.version}: {o.state}")
+
+
+@click.command()
+@click.option("--model", "model_name", default=None, help="Only this registered model.")
+@with_service
+@json_option
+@handle_errors
+def status(model_name: str | None, svc_args: dict[str, Any], as_json: bool) -> None:
+    """List jobs and their states."""
+    from mlflow_nlsr.store.repository import JobStore
+
+    store = JobStore(_store_url(svc_args))
+    jobs = store.list_jobs(model_name)
+    rows = [
+        {
+            "job_id": j.id,
+            "model": j.model_name,
+            "version": j.version,
+            "state": str(j.state),
+            "attempts": j.attempts,
+            "realigned_version": j.realigned_version,
+            "trigger": str(j.trigger),
+            "updated_at": j.updated_at.isoformat() if j.updated_at else None,
+            "last_error": j.last_error,
+        }
+        for j in jobs
+    ]
+    if as_json:
+        echo_json(rows)
+        return
+    if not rows:
+        click.echo("no jobs")
+    for r in rows:
+        extra = f" -> v{r['realigned_version']}" if r["realigned_version"] else ""
+        click.echo(
+            f"#{r['job_id']:<4} {r['model']}/{r['version']:<6} {r['state']:<9}{extra}  ({r['trigger']}, "
+            f"attempts {r['attempts']}, {r['updated_at']})"
+        )
+
+
+@click.command()
+@click.option("--model", "model_name", default=None, help="Only this registered model.")
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+@click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write to a file instead.")
+@with_service
+@handle_errors
+def audit(model_name: str | None, fmt: str, output: str | None, svc_args: dict[str, Any]) -> None:
+    """Governance report: every version, what was changed, by which config, gate numbers, who and when."""
+    from mlflow_nlsr.cli.audit_report import render_audit
+    from mlflow_nlsr.store.repository import JobStore
+
+    store = JobStore(_store_url(svc_args))
+    text = render_audit(store.list_jobs(model_name), store.audit_trail(model_name), fmt)
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text)
+
+
+def _store_url(svc_args: dict[str, Any]) -> str:
+    from mlflow_nlsr.service.settings import Settings
+
+    return Settings(store_url=svc_args["store_url"], work_dir=svc_args["work_dir"]).resolved_store_url()
