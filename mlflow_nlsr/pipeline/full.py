@@ -1,0 +1,276 @@
+"""Full-weight NLSR streamed from (sharded) safetensors: memory bounded by the largest tensor, not the model.
+
+Inputs are three HF checkpoint dirs (base W_0, aligned W_a, fine-tuned W_t; a PEFT adapter on the base is
+accepted for W_a or W_t and merged per tensor). Every realigned linear module (attention and MLP
+projections) gets, on dense updates (spec §1.3–1.6):
+
+    ΔW_a = W_a − W_0,  ΔW_t = W_t − W_0,  ΔW_e = extrapolate_delta(ΔW_a)
+    M    = safety-critical entries (or rows) of ΔW_e (see full_scoring)
+    S_j  = cosine(M⊙ΔW_t, M⊙ΔW_e);  select_modules(S) as in LoRA mode
+    W'_t = where(M, W_0 + ΔW_e, W_t) for patched modules, W_t otherwise
+
+Embeddings, norms and lm_head pass through from W_t bit for bit. The paper's D5 correction
+W'' = W'_e + Ŵ'_t equals the code's entry replacement here: with no factorisation there are no cross
+terms, W_0 + M⊙ΔW_e + (1−M)⊙ΔW_t = where(M, W_0 + ΔW_e, W_t), so both --correction values give one result.
+
+Two passes. Pass 1 reads W_0, W_a, W_t of one module at a time, writes its mask straight into the
+output's masks.safetensors (header written first) and the reference values of its masked entries into a
+scratch file, and keeps only numbers in RAM. After selection, pass 2 reads W_t once more and streams the
+output shards (headers planned up front). Nothing is written before every input check has passed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from mlflow_nlsr.core import extrapolate_delta, select_modules
+from mlflow_nlsr.core.selection import ModuleSelection
+from mlflow_nlsr.errors import ConfigError
+from mlflow_nlsr.io.atomic import atomic_output_dir, check_output_free
+from mlflow_nlsr.io.hashing import sha256_dir
+from mlflow_nlsr.options import RealignOptions
+from mlflow_nlsr.pipeline.full_inputs import (
+    CheckpointSource,
+    Source,
+    is_linear_weight,
+    natural_key,
+    open_sources,
+    validate_sources,
+)
+from mlflow_nlsr.pipeline.full_scoring import RANK_CAP, masked_cosine, module_mask, squared_norm
+from mlflow_nlsr.pipeline.full_writer import (
+    Entry,
+    StreamingSafetensors,
+    StreamingShardedWriter,
+    ValueSpill,
+    parse_size,
+)
+from mlflow_nlsr.pipeline.models import resolve_device
+from mlflow_nlsr.pipeline.result import RealignResult
+
+MASKS_NAME = "masks.safetensors"
+_WORK = ".nlsr-work"
+T = TypeVar("T")
+#: non-weight files copied from the fine-tuned input (or the base when it is an adapter)
+AUX_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+             "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt", "tokenizer.model",
+             "spiece.model", "chat_template.jinja", "chat_template.json")
+
+
+@dataclass(frozen=True)
+class ModuleStats:
+    """Pass-1 numbers of one realigned module (weight name `key`)."""
+
+    key: str
+    similarity: float
+    density: float
+    entries_changed: int
+    entries_total: int
+    change_sq: float
+    update_sq: float
+
+    @property
+    def name(self) -> str:
+        """Module name: the weight name without ``.weight``."""
+        return self.key.removesuffix(".weight")
+
+
+@dataclass(frozen=True)
+class FullRun:
+    """Everything the report needs about one full-weight realignment."""
+
+    modules: list[ModuleStats]
+    selection: ModuleSelection
+    files: list[str]
+    sources: dict[str, str]
+    calibration: dict[str, Any] | None = None
+
+
+def _progress(items: list[T], enabled: bool, desc: str) -> Iterable[T]:
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="tensor", leave=False)
+
+
+def module_pass(key: str, base: Source, aligned: Source, finetuned: Source, options: RealignOptions,
+                device: str, gram: torch.Tensor | None = None, rank_cap: int = RANK_CAP
+                ) -> tuple[ModuleStats, torch.Tensor, torch.Tensor]:
+    """Pass 1 for one module: its stats, mask [d_out, d_in] and the new values of its masked entries.
+
+    Tensors read from a source may be views of a memory-mapped shard: they are never modified in place.
+    """
+    w_0 = base.get(key).to(device=device, dtype=torch.float32)
+    delta_e = extrapolate_delta(aligned.get(key).to(device=device, dtype=torch.float32) - w_0,
+                                variant=options.variant, beta=options.beta)
+    w_t = finetuned.get(key).to(device)
+    delta_t = w_t.float() - w_0
+    mask = module_mask(key, delta_e, options, gram=gram, rank_cap=rank_cap)
+    similarity = masked_cosine(delta_t, delta_e, mask)
+    update_sq = squared_norm(delta_t)
+    del delta_t
+    new = (w_0 + delta_e)[mask].to(w_t.dtype)  # core.transplant_delta's reference values, cast as it does
+    old = w_t[mask]
+    kept = int(mask.sum())
+    stats = ModuleStats(key, similarity, kept / max(1, mask.numel()), int((new != old).sum()), w_t.numel(),
+                        float((new.double() - old.double()).pow_(2).sum()), update_sq)
+    return stats, mask.cpu(), new.cpu()
+
+
+def _aux_source(finetuned: Source, base: Source) -> Path:
+    return finetuned.path if isinstance(finetuned, CheckpointSource) else base.path
+
+
+def copy_aux_files(src: Path, dst: Path, extra: Path | None = None) -> list[str]:
+    """Copy config, generation config and tokenizer files from `src` (then `extra` for missing ones)."""
+    copied = []
+    for name in AUX_FILES:
+        for folder in (src, extra):
+            if folder is not None and (folder / name).is_file():
+                shutil.copy2(folder / name, dst / name)
+                copied.append(name)
+                break
+    return copied
+
+
+def _gram_reader(grams: tuple[Path, dict[str, str]] | None) -> Any:
+    if grams is None:
+        return None
+    from safetensors import safe_open
+
+    return safe_open(str(grams[0]), framework="pt", device="cpu")
+
+
+def _pass1(sources: tuple[Source, Source, Source], linear: list[str], options: RealignOptions, work: Path,
+           masks_path: Path, device: str, progress: bool, grams: tuple[Path, dict[str, str]] | None
+           ) -> tuple[list[ModuleStats], ValueSpill]:
+    base, aligned, finetuned = sources
+    entries = [Entry(k, "BOOL", finetuned.infos[k].shape) for k in linear]
+    masks = StreamingSafetensors(masks_path, entries, {"nlsr": "True = safety-critical (transplanted)"})
+    spill = ValueSpill(work / "reference_values.bin")
+    reader = _gram_reader(grams)
+    stats = []
+    try:
+        for key in _progress(linear, progress, "nlsr pass 1 (masks, similarity)"):
+            gram = None
+            if reader is not None and grams is not None:
+                gram = reader.get_tensor(grams[1].get(key, key))
+            module, mask, values = module_pass(key, base, aligned, finetuned, options, device, gram)
+            masks.write(key, mask)
+            spill.write(key, values)
+            stats.append(module)
+        masks.finish()
+    except BaseException:
+        masks.abort()
+        spill.close()
+        raise
+    return stats, spill
+
+
+def _pass2(finetuned: Source, output: Path, shard_size: int, patched: set[str], masks_path: Path,
+           spill: ValueSpill, progress: bool) -> list[str]:
+    from safetensors import safe_open
+
+    entries = [Entry(k, finetuned.infos[k].dtype, finetuned.infos[k].shape) for k in finetuned.ordered_keys()]
+    writer = StreamingShardedWriter(output, entries, shard_size)
+    masks = safe_open(str(masks_path), framework="pt", device="cpu")
+    try:
+        for key in _progress(writer.order, progress, "nlsr pass 2 (write)"):
+            tensor = finetuned.get(key)
+            if key in patched:
+                tensor = tensor.masked_scatter(masks.get_tensor(key), spill.read(key))
+            writer.write(key, tensor)
+        return writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def _selection(stats: list[ModuleStats], options: RealignOptions
+               ) -> tuple[list[ModuleStats], ModuleSelection]:
+    ordered = sorted(stats, key=lambda s: natural_key(s.key))
+    sims = torch.tensor([s.similarity for s in ordered], dtype=torch.float64)
+    selection = select_modules(sims, mode=options.selection, layer_rate=options.layer_rate,
+                               epsilon=options.epsilon, tau=options.tau, seed=options.seed)
+    return ordered, selection
+
+
+def run_full(sources: tuple[Source, Source, Source], work_dir: Path, options: RealignOptions, *,
+             progress: bool = False, max_shard_size: int | str = "2GB", rank_cap: int = RANK_CAP) -> FullRun:
+    """Realign validated, open `sources` into `work_dir` (an empty dir): shards, index, masks, aux files."""
+    shard_size = parse_size(max_shard_size)
+    device = str(resolve_device(options.device))
+    w0, wa, wt = sources
+    linear = [k for k in wt.ordered_keys() if is_linear_weight(k, wt.infos[k].shape)]
+    work = work_dir / _WORK
+    work.mkdir()
+    gram_file, calibration = None, None
+    if options.scorer == "actsvd":
+        from mlflow_nlsr.pipeline.full_activations import capture_grams
+
+        path, alias, calibration = capture_grams(w0.path, _aux_source(wt, w0), w0, wa, set(linear), options,
+                                                 work, device)
+        gram_file = (path, alias)
+    stats, spill = _pass1(sources, linear, options, work, work_dir / MASKS_NAME, device, progress, gram_file)
+    try:
+        ordered, selection = _selection(stats, options)
+        patched = {s.key for s, p in zip(ordered, selection.patched.tolist(), strict=True) if p}
+        files = _pass2(wt, work_dir, shard_size, patched, work_dir / MASKS_NAME, spill, progress)
+    finally:
+        spill.close()
+    shutil.rmtree(work, ignore_errors=True)
+    files += copy_aux_files(_aux_source(wt, w0), work_dir, extra=w0.path)
+    kinds = {"base": w0.kind, "aligned": wa.kind, "finetuned": wt.kind}
+    return FullRun(ordered, selection, [*files, MASKS_NAME], kinds, calibration)
+
+
+def iter_patched(run: FullRun) -> Iterator[tuple[ModuleStats, bool]]:
+    """(module stats, patched) in module order."""
+    yield from zip(run.modules, run.selection.patched.tolist(), strict=True)
+
+
+def realign_full(base: str | Path, aligned: str | Path, finetuned: str | Path, output: str | Path,
+                 options: RealignOptions, *, progress: bool = True, overwrite: bool = False,
+                 max_shard_size: int | str = "2GB") -> RealignResult:
+    """Realign full checkpoints (or adapters on the base) into an HF checkpoint dir at `output`.
+
+    Every input check runs before anything is written; the output is built in a temp dir renamed into
+    place at the end (nothing is left on failure). Returns the output path and the report.
+    """
+    from mlflow_nlsr.pipeline.full_report import build_full_report, weights_sha256, write_report_files
+
+    start = time.perf_counter()
+    if options.method != "nlsr":
+        raise ConfigError(f"full-weight mode implements --method nlsr only; got {options.method!r} "
+                          "(SafeLoRA needs LoRA adapters: use --mode lora)")
+    output = Path(output)
+    check_output_free(output, overwrite)
+    shard_size = parse_size(max_shard_size)
+    device = str(resolve_device(options.device))
+    sources = open_sources(base, aligned, finetuned)
+    try:
+        validate_sources(*sources)
+        inputs = {name: sha256_dir(path) for name, path in
+                  (("base", base), ("aligned", aligned), ("finetuned", finetuned))}
+        with atomic_output_dir(output, overwrite=overwrite) as tmp:
+            run = run_full(sources, tmp, options, progress=progress, max_shard_size=shard_size)
+            extra: dict[str, Any] = {"max_shard_size": shard_size, "rank_cap": RANK_CAP, "device": device}
+            if run.calibration is not None:
+                extra["calibration"] = run.calibration
+                inputs["calibration"] = run.calibration["sha256"]
+            report = build_full_report(options, run, inputs=inputs, extra=extra)
+            report["output_sha256"] = weights_sha256(tmp, run.files)
+            report["seconds"] = round(time.perf_counter() - start, 3)
+            report = write_report_files(tmp, report)
+    finally:
+        for src in sources:
+            src.close()
+    return RealignResult(output=output.absolute(), report=report)

@@ -1,0 +1,150 @@
+"""Report, plot and README of a full-weight realignment (the LoRA report's schema, plus mode and neuron)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from mlflow_nlsr import __version__
+from mlflow_nlsr.core import amplification, combine_strength, kept_rank
+from mlflow_nlsr.io.hashing import sha256_file
+from mlflow_nlsr.options import RealignOptions
+from mlflow_nlsr.pipeline.full import FullRun, iter_patched
+from mlflow_nlsr.pipeline.plot import similarity_plot
+
+REPORT_NAME = "nlsr_report.json"
+PLOT_NAME = "similarity.png"
+README_NAME = "README.md"
+
+
+def json_safe(value: Any) -> Any:
+    """Replace non-finite floats by None, recursively (JSON has no NaN/inf)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def weights_sha256(out_dir: Path, files: list[str]) -> str:
+    """sha256 over the weight files (shards and index) of the output: names and content hashes, sorted."""
+    h = hashlib.sha256()
+    for name in sorted(f for f in files if f.startswith("model")):
+        h.update(name.encode() + b"\0" + sha256_file(out_dir / name).encode() + b"\n")
+    return h.hexdigest()
+
+
+def decisions(options: RealignOptions, rank_cap: int) -> dict[str, str]:
+    """How each paper-vs-code decision point (spec §6) was taken in full-weight mode."""
+    amp = amplification(options.variant, options.beta)
+    d = {
+        "D1": f"{options.variant}: dW_e = {amp:g} x (W_a - W_0)",
+        "D3": ("row: whole output neurons by score norm" if options.neuron == "row" else
+               "official: top entries per weight matrix" if options.variant == "official" else
+               "paper: top entries per row"),
+        "D4": {
+            "official": "official: Bernoulli, P rises with similarity, patched on 1",
+            "paper": "paper: Bernoulli, least similar modules most likely patched",
+            "threshold": f"threshold: patch similarity < {options.tau}",
+            "fraction": f"fraction: patch the {options.layer_rate:g} least similar modules",
+            "all": "all: every module patched",
+        }[options.selection],
+        "D5": f"{options.correction}: dense W_0 + M*dW_e + (1-M)*dW_t = where(M, W_0 + dW_e, W_t); "
+              "code and paper corrections coincide without LoRA factors (no cross terms)",
+    }
+    if options.scorer in ("actsvd", "weight-lowrank"):
+        k = kept_rank(rank_cap, options.sparsity, options.variant)
+        d["D2"] = (f"{options.variant}: kept rank of kept_rank(min(d_out, d_in, {rank_cap})), "
+                   f"{k} for matrices of rank >= {rank_cap}")
+    return dict(sorted(d.items()))
+
+
+def build_full_report(options: RealignOptions, run: FullRun, *, inputs: dict[str, str],
+                      extra: dict[str, Any]) -> dict[str, Any]:
+    """The report dict in the LoRA report's schema; output_sha256 and seconds are filled in later."""
+    rows = [{"name": m.name, "similarity": m.similarity, "patched": bool(p),
+             "mask_density": {"weight": m.density}} for m, p in iter_patched(run)]
+    strength = combine_strength(
+        (m.entries_changed, m.entries_total, m.change_sq, m.update_sq) if p else
+        (0, m.entries_total, 0.0, m.update_sq) for m, p in iter_patched(run))
+    patched = sum(1 for row in rows if row["patched"])
+    report: dict[str, Any] = {
+        "method": options.method,
+        "variant": options.variant,
+        "scorer": options.scorer,
+        "selection": options.selection,
+        "seed": options.seed,
+        "sparsity": options.sparsity,
+        "beta": options.beta,
+        "layer_rate": options.layer_rate,
+        "epsilon": options.epsilon,
+        "modules": rows,
+        "inputs": inputs,
+        "output_sha256": "",
+        "package_version": __version__,
+        "seconds": 0.0,
+        "patched_modules": patched,
+        "total_modules": len(rows),
+        "decisions": decisions(options, extra.get("rank_cap", 128)),
+        "strength": {"entries_changed": strength.entries_changed, "entries_total": strength.entries_total,
+                     "changed_fraction": strength.changed_fraction,
+                     "relative_change": strength.relative_change},
+        "options": options.to_dict(),
+        "mode": "full",
+        "neuron": options.neuron,
+        "amplification": amplification(options.variant, options.beta),
+        "input_kinds": run.sources,
+        "files": sorted(run.files),
+        **extra,
+    }
+    if run.selection.probability is not None:
+        report["probabilities"] = [float(p) for p in run.selection.probability.tolist()]
+    return report
+
+
+def _readme(report: dict[str, Any]) -> str:
+    decided = "\n".join(f"- {k}: {v}" for k, v in report["decisions"].items())
+    inputs = "\n".join(f"- {k}: `{v}`" for k, v in report["inputs"].items())
+    return f"""# Realigned full-weight checkpoint (mlflow-nlsr {report["package_version"]})
+
+This Hugging Face checkpoint is the fine-tuned model after full-weight Neuron-Level Safety Realignment
+(NLSR, Yi et al., AAAI 2025, arXiv 2412.12497) on dense weight updates: variant `{report["variant"]}`,
+scorer `{report["scorer"]}`, neuron granularity `{report["neuron"]}`, selection `{report["selection"]}`,
+seed {report["seed"]}. {report["patched_modules"]} of {report["total_modules"]} linear modules were
+patched: their safety-critical entries were set to the reference W_0 + dW_e; every other tensor
+(embeddings, norms, lm_head, unpatched modules) is the fine-tuned tensor, bit for bit.
+
+```python
+from transformers import AutoModelForCausalLM
+model = AutoModelForCausalLM.from_pretrained("<this directory>")
+```
+
+## Decisions (paper vs official code)
+{decided}
+
+## Inputs (sha256)
+{inputs}
+
+## Files
+- `model*.safetensors` (+ `model.safetensors.index.json` when sharded): the realigned weights
+  (sha256 `{report["output_sha256"]}`); config, generation config and tokenizer from the fine-tuned input
+- `masks.safetensors`: the safety-critical mask of every linear weight (True = transplanted if patched)
+- `nlsr_report.json`: options, per-module similarity and decisions, provenance
+- `similarity.png`: per-module similarity, patched modules in red
+"""
+
+
+def write_report_files(out_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """Write nlsr_report.json, similarity.png and README.md into `out_dir`; return the JSON-safe report."""
+    report = json_safe(report)
+    title = (f"nlsr full ({report['variant']}, {report['neuron']}, {report['selection']}): "
+             f"{report['patched_modules']}/{report['total_modules']} modules patched")
+    similarity_plot(report["modules"], out_dir / PLOT_NAME, title=title, ylabel="masked similarity S_j")
+    (out_dir / README_NAME).write_text(_readme(report))
+    (out_dir / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+    return report  # type: ignore[no-any-return]
