@@ -21,7 +21,7 @@ from mlflow.exceptions import MlflowException
 
 from mlflow_nlsr.registry import tags as T
 from mlflow_nlsr.registry._errors import EXISTS_CODES, error_code, mlflow_errors
-from mlflow_nlsr.registry.uris import model_id_from_source
+from mlflow_nlsr.registry.uris import model_id_from_source, parse_model_uri
 
 _PAGE = 200
 
@@ -212,12 +212,34 @@ class RegistryClient:
         """Download the artifacts at ``uri`` into ``dest`` and return the local path."""
         with mlflow_errors(f"download {uri}"):
             local = mlflow.artifacts.download_artifacts(
-                artifact_uri=uri,
+                artifact_uri=self.underlying_uri(uri),
                 dst_path=str(dest),
                 tracking_uri=self.tracking_uri,
                 registry_uri=self.tracking_uri,
             )
         return Path(local)
+
+    def underlying_uri(self, uri: str) -> str:
+        """Map a ``models:/`` URI to its artifact location via *this* server; other URIs pass through.
+
+        MLflow's own models:/ resolution reads the process-global registry URI, not ours.
+        """
+        ref = parse_model_uri(uri)
+        if ref.model_id is not None:
+            with mlflow_errors(f"get LoggedModel {ref.model_id}"):
+                base = str(self.mlflow.get_logged_model(ref.model_id).artifact_location)
+        elif ref.name is not None and ref.alias is not None:
+            version = self.get_alias_version(ref.name, ref.alias).version
+            base = self._version_download_uri(ref.name, version)
+        elif ref.name is not None and ref.version is not None:
+            base = self._version_download_uri(ref.name, ref.version)
+        else:
+            return uri
+        return f"{base.rstrip('/')}/{ref.subpath}" if ref.subpath else base
+
+    def _version_download_uri(self, name: str, version: str) -> str:
+        with mlflow_errors(f"get download URI of model version {name}/{version}"):
+            return str(self.mlflow.get_model_version_download_uri(name, version))
 
     # -- webhooks ------------------------------------------------------------------------------
     def create_webhook(

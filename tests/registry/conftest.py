@@ -176,3 +176,19 @@ def receiver() -> Receiver:
     yield rec
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(scope="package", autouse=True)
+def no_process_global_mlflow(tmp_path_factory):
+    """Point the process-global tracking URI at a throwaway SQLite file and fail if anything used it.
+
+    The adapter must talk only to the server it was given; MLflow helpers that silently fall back to
+    the global URI would otherwise create ./mlflow.db.
+    """
+    trap = tmp_path_factory.mktemp("global-trap") / "must-not-exist.db"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trap}")
+    mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    yield
+    mp.undo()
+    assert not trap.exists(), "something used the process-global MLflow tracking URI"
