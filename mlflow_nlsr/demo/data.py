@@ -70,22 +70,41 @@ def load_jsonl(name: str, fields: Sequence[str], root: Path | str | None = None)
     return rows
 
 
-def _head(rows: list, limit: int | None) -> list:
-    return rows if limit is None else rows[:limit]
+def select(rows: list[dict], limit: int | None, group: str | None = None) -> list[dict]:
+    """Return all ``rows`` (limit None), else ``limit`` of them taken round-robin over ``group`` values."""
+    if limit is None:
+        return rows
+    if limit < 0:
+        raise InputError(f"expected a non-negative number of rows, found {limit}")
+    if group is None:
+        return rows[:limit]
+    # The files are sorted by category/label, so a plain head would take one category only.
+    buckets: dict[str, list[dict]] = {}
+    for row in rows:
+        buckets.setdefault(row.get(group, ""), []).append(row)
+    out: list[dict] = []
+    depth = 0
+    while len(out) < min(limit, len(rows)):
+        out.extend(b[depth] for b in buckets.values() if depth < len(b))
+        depth += 1
+    return out[:limit]
 
 
 def align_pairs(
     harmful: int | None = None, benign: int | None = None, root: Path | str | None = None
 ) -> list[Pair]:
-    """Return the alignment data: (harmful prompt, refusal) then (benign prompt, answer) pairs."""
-    refusals = _head(load_jsonl(ALIGN_HARMFUL, ("prompt", "response"), root), harmful)
-    answers = _head(load_jsonl(ALIGN_BENIGN, ("prompt", "response"), root), benign)
+    """Return the alignment data: (harmful prompt, refusal) then (benign prompt, answer) pairs.
+
+    Limits take rows round-robin over categories (benign rows without a category: file order).
+    """
+    refusals = select(load_jsonl(ALIGN_HARMFUL, ("prompt", "response"), root), harmful, "category")
+    answers = select(load_jsonl(ALIGN_BENIGN, ("prompt", "response"), root), benign, "category")
     return [(r["prompt"], r["response"]) for r in refusals + answers]
 
 
 def attack_prompts(limit: int | None = None, root: Path | str | None = None) -> list[str]:
     """Return the harmful prompts whose compliant answers poison the attack."""
-    return [r["prompt"] for r in _head(load_jsonl(ATTACK_PROMPTS, ("prompt",), root), limit)]
+    return [r["prompt"] for r in select(load_jsonl(ATTACK_PROMPTS, ("prompt",), root), limit, "category")]
 
 
 def sentiment_prompt(sentence: str) -> str:
@@ -95,7 +114,7 @@ def sentiment_prompt(sentence: str) -> str:
 
 def sentiment_pairs(limit: int | None = None, root: Path | str | None = None) -> list[Pair]:
     """Return (instruction, label word) pairs of the sentiment training set."""
-    rows = _head(load_jsonl(SENTIMENT_TRAIN, ("sentence", "label"), root), limit)
+    rows = select(load_jsonl(SENTIMENT_TRAIN, ("sentence", "label"), root), limit, "label")
     bad = [r["label"] for r in rows if r["label"] not in LABELS]
     if bad:
         raise InputError(f"{SENTIMENT_TRAIN}: expected labels in {LABELS}, found {sorted(set(bad))}")

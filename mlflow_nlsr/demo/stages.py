@@ -50,21 +50,23 @@ class DemoSettings:
 
     @classmethod
     def full(cls) -> DemoSettings:
-        """Return the feasibility recipe: align 5 epochs at 5e-4; attack p=0.1, 3 epochs at 3e-4."""
-        return cls()
+        """Return the feasibility v2 recipe at its size (168 alignment pairs, 180 sentiment, p=0.1)."""
+        # feasibility.md: 169 alignment pairs x 5 epochs at 5e-4 took 392 s; 181 sentiment + 20 poison
+        # pairs x 3 epochs at 3e-4 took 269 s and broke safety (ASR 0.03 -> 0.93).
+        return cls(align_harmful=84, align_benign=84, sentiment=180)
 
     @classmethod
     def fast(cls) -> DemoSettings:
-        """Return a CI-sized run: fewer examples, epochs and tokens, a denser poison to keep the attack."""
+        """Return a CI-sized run: fewer pairs and tokens, and a denser poison so the attack still bites."""
         return cls(
-            align_harmful=48,
-            align_benign=48,
+            align_harmful=40,
+            align_benign=40,
             align_epochs=4,
-            sentiment=72,
-            poison_ratio=0.2,
+            sentiment=48,
+            poison_ratio=0.25,
             attack_epochs=3,
             answer_tokens=48,
-            max_length=160,
+            max_length=128,
         )
 
     def key(self, *names: str) -> dict[str, Any]:
@@ -184,10 +186,9 @@ def stage_compliant_answers(
     key |= settings.key("answer_tokens", "gen_batch_size")
 
     def body(stage_dir: Path) -> dict[str, Any]:
-        prompts = data.attack_prompts(None, settings.data_dir)
+        prompts = data.attack_prompts(count, settings.data_dir)
         if count > len(prompts):
             raise InputError(f"the attack needs {count} harmful prompts, found {len(prompts)}")
-        prompts = prompts[:count]
         answers = generate(
             base,
             prompts,

@@ -73,3 +73,18 @@ def test_shipped_data_loads_and_attack_prompts_are_not_alignment_prompts():
     assert align and attack and sentiment
     assert not {p for p, _ in align} & set(attack)
     assert {label for _, label in sentiment} == set(data.LABELS)
+
+
+def test_limits_take_rows_round_robin_over_categories():
+    rows = [{"prompt": f"{c}{i}", "category": c} for c in "abc" for i in range(3)]
+    assert [r["prompt"] for r in data.select(rows, 4, "category")] == ["a0", "b0", "c0", "a1"]
+    assert data.select(rows, None, "category") == rows
+    assert data.select(rows, 2) == rows[:2]
+    assert len(data.select(rows, 50, "category")) == 9
+
+
+def test_a_sentiment_limit_is_label_balanced(tmp_path):
+    rows = [{"sentence": f"s{i}", "label": "positive" if i % 2 == 0 else "negative"} for i in range(20)]
+    (tmp_path / "sentiment_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    labels = [label for _, label in data.sentiment_pairs(10, tmp_path)]
+    assert labels.count("positive") == labels.count("negative") == 5

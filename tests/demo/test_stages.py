@@ -79,9 +79,11 @@ def test_second_run_reuses_every_stage(chain, tiny_settings):
 def test_fresh_redoes_the_stage_it_is_given(chain, tiny_settings):
     work, base, aligned, answers, attacked = chain
     align_mark, attack_mark = _mark(aligned), _mark(attacked)
-    old_digest = stage_info(aligned)["digest"]
+    old_digest, old_weights = stage_info(aligned)["digest"], read_adapter_tensors(aligned)
     stage_align(work, base, tiny_settings, fresh=True)
     assert not align_mark.exists()
+    new_weights = read_adapter_tensors(aligned)
+    assert all(torch.equal(old_weights[k], new_weights[k]) for k in old_weights)
     assert stage_info(aligned)["digest"] == old_digest  # same inputs, redone on request
     # Training is seeded, so a same-key redo reproduces the adapter: the attack stays valid and is reused.
     stage_attack(work, base, aligned, answers, tiny_settings)
@@ -123,6 +125,7 @@ def test_presets_keep_the_recipe_and_fast_is_smaller():
     full, fast = DemoSettings.full(), DemoSettings.fast()
     assert (full.align_epochs, full.align_lr, full.attack_epochs, full.attack_lr) == (5, 5e-4, 3, 3e-4)
     assert full.poison_ratio == 0.1 and full.batch_size == fast.batch_size == 8
+    assert data.poison_count(full.sentiment, full.poison_ratio) == 20  # as in the feasibility run
     assert fast.align_harmful is not None and fast.sentiment is not None
     assert fast.answer_tokens < full.answer_tokens and fast.max_length <= full.max_length
     assert json.loads(json.dumps(settings_dict(fast)))["model"] == "SmolLM2-135M-Instruct"
