@@ -71,14 +71,15 @@ def load_jsonl(name: str, fields: Sequence[str], root: Path | str | None = None)
 
 
 def select(rows: list[dict], limit: int | None, group: str | None = None) -> list[dict]:
-    """Return all ``rows`` (limit None), else ``limit`` of them taken round-robin over ``group`` values."""
+    """Return all ``rows`` (limit None), else ``limit`` rows: round-robin over ``group``, or evenly spaced."""
     if limit is None:
         return rows
     if limit < 0:
         raise InputError(f"expected a non-negative number of rows, found {limit}")
-    if group is None:
-        return rows[:limit]
-    # The files are sorted by category/label, so a plain head would take one category only.
+    if group is None:  # evenly spaced: the files are topic-sorted, a head would take one topic only
+        n = len(rows)
+        return [rows[i * n // limit] for i in range(min(limit, n))] if limit else []
+    # Likewise sorted by category/label: round-robin keeps every category (and both labels) in.
     buckets: dict[str, list[dict]] = {}
     for row in rows:
         buckets.setdefault(row.get(group, ""), []).append(row)
@@ -95,7 +96,7 @@ def align_pairs(
 ) -> list[Pair]:
     """Return the alignment data: (harmful prompt, refusal) then (benign prompt, answer) pairs.
 
-    Limits take rows round-robin over categories (benign rows without a category: file order).
+    Limits take rows round-robin over categories (rows without a category: evenly spaced).
     """
     refusals = select(load_jsonl(ALIGN_HARMFUL, ("prompt", "response"), root), harmful, "category")
     answers = select(load_jsonl(ALIGN_BENIGN, ("prompt", "response"), root), benign, "category")

@@ -79,7 +79,7 @@ def test_limits_take_rows_round_robin_over_categories():
     rows = [{"prompt": f"{c}{i}", "category": c} for c in "abc" for i in range(3)]
     assert [r["prompt"] for r in data.select(rows, 4, "category")] == ["a0", "b0", "c0", "a1"]
     assert data.select(rows, None, "category") == rows
-    assert data.select(rows, 2) == rows[:2]
+    assert data.select(rows, 3) == [rows[0], rows[3], rows[6]]  # no group: evenly spaced
     assert len(data.select(rows, 50, "category")) == 9
 
 
