@@ -96,7 +96,16 @@ def test_nan_metric_is_an_error():
 
 @pytest.mark.parametrize(
     "bad",
-    ["asr", "asr == 0.1", "asr <= ", "<= 0.1", "asr <= aligned + x", "asr <= aligned / 2", "asr <= 1 + aligned", 3],
+    [
+        "asr",
+        "asr == 0.1",
+        "asr <= ",
+        "<= 0.1",
+        "asr <= aligned + x",
+        "asr <= aligned / 2",
+        "asr <= 1 + aligned",
+        3,
+    ],
 )
 def test_malformed_rules_are_config_errors_that_show_the_syntax(bad):
     with pytest.raises(ConfigError, match="gate rule"):
@@ -122,7 +131,11 @@ def test_malformed_configs_are_config_errors(data):
 def test_config_keeps_run_settings_and_lists_baselines_in_first_use_order():
     cfg = parse_gate_config(
         {
-            "rules": ["utility >= finetuned - 0.02", {"rule": "asr <= aligned + 0.05"}, "asr <= finetuned * 0.5"],
+            "rules": [
+                "utility >= finetuned - 0.02",
+                {"rule": "asr <= aligned + 0.05"},
+                "asr <= finetuned * 0.5",
+            ],
             "suites": "safety, utility",
             "extra_tasks": ["mmlu"],
             "judge": "hf-classifier",

@@ -48,8 +48,9 @@ def read_rows(name: str, folder: Path | None = None) -> list[dict[str, Any]]:
                 raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
             for field, kind in schema.items():
                 if not isinstance(row.get(field), kind) or isinstance(row.get(field), bool):
+                    names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
                     raise InputError(
-                        f"{path}:{lineno}: field {field!r} should be {kind}, found {row.get(field)!r}"
+                        f"{path}:{lineno}: field {field!r} should be {names}, found {row.get(field)!r}"
                     )
             rows.append(row)
     if not rows:
