@@ -13,12 +13,22 @@ from mlflow_nlsr.errors import CalibrationError, NotAContinuationError, OutputEx
 from mlflow_nlsr.io import read_adapter, sha256_file
 from mlflow_nlsr.pipeline import realign
 from tests import factories
-from tests.pipeline.conftest import write_pairs
 
 SCHEMA = {
-    "method": str, "variant": str, "scorer": str, "selection": str, "seed": int, "sparsity": float,
-    "beta": float, "layer_rate": float, "epsilon": float, "modules": list, "inputs": dict,
-    "output_sha256": str, "package_version": str, "seconds": float,
+    "method": str,
+    "variant": str,
+    "scorer": str,
+    "selection": str,
+    "seed": int,
+    "sparsity": float,
+    "beta": float,
+    "layer_rate": float,
+    "epsilon": float,
+    "modules": list,
+    "inputs": dict,
+    "output_sha256": str,
+    "package_version": str,
+    "seconds": float,
 }
 
 
@@ -29,8 +39,14 @@ def _load(run):
 
 def test_output_dir_holds_the_adapter_masks_report_plot_and_readme(official_run):
     names = {p.name for p in official_run.output.iterdir()}
-    assert names == {"adapter_config.json", "adapter_model.safetensors", "masks.safetensors",
-                     "nlsr_report.json", "similarity.png", "README.md"}
+    assert names == {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "masks.safetensors",
+        "nlsr_report.json",
+        "similarity.png",
+        "README.md",
+    }
     assert (official_run.output / "similarity.png").read_bytes()[:4] == b"\x89PNG"
     assert "PeftModel.from_pretrained" in (official_run.output / "README.md").read_text()
 
@@ -58,8 +74,15 @@ def test_modules_are_reported_in_model_order(official_run):
     names = [m["name"] for m in official_run.report["modules"]]
     assert names[:7] == [
         f"base_model.model.model.layers.0.{b}.{m}"
-        for b, m in [("self_attn", "q_proj"), ("self_attn", "k_proj"), ("self_attn", "v_proj"),
-                     ("self_attn", "o_proj"), ("mlp", "gate_proj"), ("mlp", "up_proj"), ("mlp", "down_proj")]
+        for b, m in [
+            ("self_attn", "q_proj"),
+            ("self_attn", "k_proj"),
+            ("self_attn", "v_proj"),
+            ("self_attn", "o_proj"),
+            ("mlp", "gate_proj"),
+            ("mlp", "up_proj"),
+            ("mlp", "down_proj"),
+        ]
     ]
 
 
@@ -102,7 +125,9 @@ def test_mask_density_is_about_one_minus_sparsity(official_run):
         assert abs(row["mask_density"]["lora_A"] - 0.2) < 0.02
 
 
-def test_same_inputs_and_seed_give_a_byte_identical_adapter(official_run, tiny_adapters, fast_options, tmp_path):
+def test_same_inputs_and_seed_give_a_byte_identical_adapter(
+    official_run, tiny_adapters, fast_options, tmp_path
+):
     base, aligned, finetuned = tiny_adapters
     again = realign(base, aligned, finetuned, tmp_path / "again", fast_options, progress=False)
     for name in ("adapter_model.safetensors", "adapter_config.json", "masks.safetensors"):
@@ -113,7 +138,9 @@ def test_same_inputs_and_seed_give_a_byte_identical_adapter(official_run, tiny_a
 def test_another_seed_patches_other_modules(official_run, tiny_adapters, fast_options, tmp_path):
     base, aligned, finetuned = tiny_adapters
     other = realign(base, aligned, finetuned, tmp_path / "s7", fast_options.replace(seed=7), progress=False)
-    assert [m["patched"] for m in other.report["modules"]] != [m["patched"] for m in official_run.report["modules"]]
+    assert [m["patched"] for m in other.report["modules"]] != [
+        m["patched"] for m in official_run.report["modules"]
+    ]
 
 
 def test_realigned_adapter_loads_in_peft_on_the_base(official_run, tiny_adapters):
@@ -163,8 +190,14 @@ def test_fresh_lora_is_refused_unless_forced(tiny_adapters, fast_options, tmp_pa
 def test_random_scorer_has_the_magnitude_budget_but_other_entries(tiny_adapters, fast_options, tmp_path):
     base, aligned, finetuned = tiny_adapters
     runs = {
-        s: realign(base, aligned, finetuned, tmp_path / s, fast_options.replace(scorer=s, selection="all"),
-                   progress=False)
+        s: realign(
+            base,
+            aligned,
+            finetuned,
+            tmp_path / s,
+            fast_options.replace(scorer=s, selection="all"),
+            progress=False,
+        )
         for s in ("magnitude", "random")
     }
     mag = load_file(str(runs["magnitude"].output / "masks.safetensors"))
