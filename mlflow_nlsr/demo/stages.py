@@ -120,10 +120,11 @@ def stage_base(work: Path | str, settings: DemoSettings | None = None, *, fresh:
     out = Path(work) / "base"
     spec = settings.model
     key = {"model": spec.name, "package": spec.package, "gguf_file": spec.gguf_file}
-    if fresh and out.exists():
-        shutil.rmtree(out)
-    if is_complete(out) and stage_info(out).get("digest") == _digest(key):
+    recorded = stage_info(out).get("digest")
+    if is_complete(out) and recorded == _digest(key) and not fresh:
         return out
+    if out.exists() and (fresh or recorded is not None):  # a base made for another spec, or a redo
+        shutil.rmtree(out)
     start = time.perf_counter()
     prepare_base_model(work, spec)
     info = {

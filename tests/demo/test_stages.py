@@ -129,3 +129,24 @@ def test_presets_keep_the_recipe_and_fast_is_smaller():
     assert fast.align_harmful is not None and fast.sentiment is not None
     assert fast.answer_tokens < full.answer_tokens and fast.max_length <= full.max_length
     assert json.loads(json.dumps(settings_dict(fast)))["model"] == "SmolLM2-135M-Instruct"
+
+
+def test_a_base_made_for_another_model_spec_is_rebuilt(tmp_path, tiny_settings):
+    from tests.factories import make_tiny_llama
+
+    work = tmp_path / "work"
+    base = stage_base(work, tiny_settings)
+    other = dataclasses.replace(
+        tiny_settings,
+        model=dataclasses.replace(
+            tiny_settings.model, name="other", builder=lambda p: make_tiny_llama(p, layers=1)
+        ),
+    )
+    stage_base(work, other)
+    assert json.loads((base / "config.json").read_text())["num_hidden_layers"] == 1
+    assert stage_info(base)["key"]["model"] == "other"
+    mark = _mark(base)
+    stage_base(work, other)
+    assert mark.exists()
+    stage_base(work, other, fresh=True)
+    assert not mark.exists() and (base / COMPLETE).is_file()
