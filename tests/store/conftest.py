@@ -1,4 +1,4 @@
-"""Job-store fixtures: a real SQLite file per test and, when reachable, a fresh PostgreSQL database per test."""
+"""Job-store fixtures: a real SQLite file per test and, when reachable, a fresh PostgreSQL database each."""
 
 from __future__ import annotations
 

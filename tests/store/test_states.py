@@ -28,7 +28,7 @@ def test_happy_path_is_allowed_step_by_step():
 
 def test_terminal_states_are_exactly_promoted_rejected_failed_skipped():
     assert {s.value for s in TERMINAL_STATES} == {"promoted", "rejected", "failed", "skipped"}
-    assert ACTIVE_STATES | TERMINAL_STATES == set(JobState)
+    assert set(JobState) == ACTIVE_STATES | TERMINAL_STATES
     assert not ACTIVE_STATES & TERMINAL_STATES
 
 
