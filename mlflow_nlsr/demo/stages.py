@@ -251,6 +251,47 @@ def stage_attack(
     return out
 
 
+@dataclass(frozen=True)
+class DemoModels:
+    """The outputs of the training stages: base HF dir, aligned and fine-tuned adapters, answers file."""
+
+    base: Path
+    aligned: Path
+    answers: Path
+    finetuned: Path
+    seconds: dict[str, float]
+    cached: dict[str, bool]
+
+
+def _marker_time(stage_dir: Path) -> int | None:
+    # A redone stage writes a new marker, so an unchanged marker time means the stage was reused.
+    marker = stage_dir / COMPLETE
+    return marker.stat().st_mtime_ns if marker.is_file() else None
+
+
+def build_models(work: Path | str, settings: DemoSettings, *, fresh: bool = False) -> DemoModels:
+    """Run (or reuse) base -> align -> compliant answers -> attack in ``work``; return their outputs."""
+    work = Path(work)
+    names = ("base", "align", "answers", "attack")
+    before = {name: _marker_time(work / name) for name in names}
+    base = stage_base(work, settings, fresh=fresh)
+    aligned = stage_align(work, base, settings, fresh=fresh)
+    answers = stage_compliant_answers(work, base, settings, fresh=fresh)
+    finetuned = stage_attack(work, base, aligned, answers, settings, fresh=fresh)
+    dirs = {"base": base, "align": aligned, "answers": answers.parent, "attack": finetuned}
+    infos = {name: stage_info(d) for name, d in dirs.items()}
+    return DemoModels(
+        base=base,
+        aligned=aligned,
+        answers=answers,
+        finetuned=finetuned,
+        seconds={name: float(info.get("seconds", 0.0)) for name, info in infos.items()},
+        cached={
+            name: before[name] is not None and before[name] == _marker_time(d) for name, d in dirs.items()
+        },
+    )
+
+
 def settings_dict(settings: DemoSettings) -> dict[str, Any]:
     """Return ``settings`` as a JSON-able dict (the model spec by name)."""
     out = dataclasses.asdict(settings)

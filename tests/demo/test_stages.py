@@ -12,6 +12,7 @@ from mlflow_nlsr.demo import data
 from mlflow_nlsr.demo.model import COMPLETE
 from mlflow_nlsr.demo.stages import (
     DemoSettings,
+    build_models,
     load_answers,
     settings_dict,
     stage_align,
@@ -150,3 +151,15 @@ def test_a_base_made_for_another_model_spec_is_rebuilt(tmp_path, tiny_settings):
     assert mark.exists()
     stage_base(work, other, fresh=True)
     assert not mark.exists() and (base / COMPLETE).is_file()
+
+
+def test_build_models_runs_the_chain_then_reports_every_stage_cached(tmp_path, tiny_settings):
+    first = build_models(tmp_path / "work", tiny_settings)
+    assert first.cached == {"base": False, "align": False, "answers": False, "attack": False}
+    assert first.finetuned == tmp_path / "work" / "attack" and first.answers.is_file()
+    assert set(first.seconds) == {"base", "align", "answers", "attack"}
+    again = build_models(tmp_path / "work", tiny_settings)
+    assert all(again.cached.values())
+    assert again.seconds == first.seconds
+    changed = build_models(tmp_path / "work", dataclasses.replace(tiny_settings, attack_epochs=2))
+    assert changed.cached == {"base": True, "align": True, "answers": True, "attack": False}
