@@ -14,7 +14,6 @@ from mlflow_nlsr.io import (
     check_compatible,
     check_continuation,
     check_output_free,
-    continuation_score,
     read_adapter,
     sha256_dir,
     sha256_file,
@@ -111,11 +110,7 @@ def realign_lora(
     check_output_free(output, overwrite)
     adapter_a, adapter_t = read_adapter(aligned), read_adapter(finetuned)
     check_compatible(base, adapter_a, adapter_t)
-    score = (
-        check_continuation(adapter_a, adapter_t, force=options.force)
-        if not options.force
-        else continuation_score(adapter_a, adapter_t)
-    )
+    score = check_continuation(adapter_a, adapter_t, force=options.force)
     modules = module_order(base, adapter_t.modules)
     extra: dict[str, Any] = {
         "continuation_score": score,
@@ -135,7 +130,7 @@ def realign_lora(
         masks = factor_masks(reference, keys, options, projected)
         outcome = run_nlsr(adapter_t, modules, reference, masks, options)
     else:
-        outcome = run_safelora(adapter_a, adapter_t, modules, options)
+        outcome = run_safelora(adapter_a, adapter_t, modules, options, resolve_device(options.device))
     report = build_report(options, modules, outcome, inputs=inputs, extra=extra)
     with atomic_output_dir(output, overwrite=overwrite) as tmp:
         report = write_outputs(tmp, outcome, report)

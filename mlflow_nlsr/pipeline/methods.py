@@ -175,22 +175,29 @@ def run_nlsr(
 
 
 def run_safelora(
-    aligned: LoraAdapter, finetuned: LoraAdapter, modules: list[str], options: RealignOptions
+    aligned: LoraAdapter,
+    finetuned: LoraAdapter,
+    modules: list[str],
+    options: RealignOptions,
+    device: torch.device | None = None,
 ) -> MethodOutcome:
     """SafeLoRA (official: B <- C B; safelora-nlsr: A <- A C_in) on the selected modules (spec §4, D6)."""
+    device = device or torch.device("cpu")
     official = options.method == "safelora"
     new_factor: dict[str, torch.Tensor] = {}
     cosines: list[float] = []
     for m in modules:
-        a_t, b_t = finetuned.factor_a(m), finetuned.factor_b(m)
+        # the official projector C is [d_out, d_out]: build it on the chosen device
+        a_t, b_t = finetuned.factor_a(m).to(device), finetuned.factor_b(m).to(device)
+        a_a, b_a = aligned.factor_a(m).to(device), aligned.factor_b(m).to(device)
         if official:
-            v = aligned.scaling * (aligned.factor_b(m).double() @ aligned.factor_a(m).double())
+            v = aligned.scaling * (b_a.double() @ a_a.double())
             new, cos = core.safelora_official(a_t, b_t, core.safelora_projector(v))
             cosines.append(round(cos, 5))  # the official code rounds before comparing
         else:
-            new, cos = core.safelora_nlsr(a_t, b_t, aligned.factor_a(m), aligned.factor_b(m))
+            new, cos = core.safelora_nlsr(a_t, b_t, a_a, b_a)
             cosines.append(cos)
-        new_factor[m] = new
+        new_factor[m] = new.cpu()
     cos_t = torch.tensor(cosines, dtype=torch.float64)
     if official:
         tau = options.tau if options.tau is not None else OFFICIAL_SAFELORA_THRESHOLD
