@@ -111,3 +111,13 @@ def test_missing_model_and_existing_outputs_are_refused(data, tiny_base, tmp_pat
     (tmp_path / "o" / "metrics.json").write_text("{}")
     result = gate("--model", tiny_base, "--output", tmp_path / "o")
     assert result.exit_code == 8 and "--overwrite" in result.output
+
+
+def test_list_suites_on_the_shipped_data_meets_the_required_sizes(monkeypatch):
+    monkeypatch.delenv("NLSR_GATES_DATA_DIR", raising=False)
+    result = gate("--list-suites", "--json")
+    assert result.exit_code == 0, result.output
+    items = {t["task"]: t["items"] for s in json.loads(result.stdout) for t in s["tasks"]}
+    assert items["nlsr_safety"] >= 200 and items["nlsr_overrefusal"] >= 100
+    assert items["nlsr_sentiment"] >= 200
+    assert items["nlsr_arithmetic"] >= 100 and items["nlsr_knowledge"] >= 100
