@@ -24,13 +24,14 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
-from mlflow_nlsr.core import extrapolate_delta, select_modules
+from mlflow_nlsr.core import amplification, select_modules
 from mlflow_nlsr.core.selection import ModuleSelection
 from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.io.atomic import atomic_output_dir, check_output_free
@@ -44,7 +45,7 @@ from mlflow_nlsr.pipeline.full_inputs import (
     open_sources,
     validate_sources,
 )
-from mlflow_nlsr.pipeline.full_scoring import RANK_CAP, masked_cosine, module_mask, squared_norm
+from mlflow_nlsr.pipeline.full_scoring import RANK_CAP, masked_cosine, module_mask
 from mlflow_nlsr.pipeline.full_writer import (
     Entry,
     StreamingSafetensors,
@@ -91,6 +92,7 @@ class FullRun:
     files: list[str]
     sources: dict[str, str]
     calibration: dict[str, Any] | None = None
+    weight_hashes: dict[str, str] = field(default_factory=dict)
 
 
 def _progress(items: list[T], enabled: bool, desc: str) -> Iterable[T]:
@@ -106,18 +108,20 @@ def module_pass(key: str, base: Source, aligned: Source, finetuned: Source, opti
                 ) -> tuple[ModuleStats, torch.Tensor, torch.Tensor]:
     """Pass 1 for one module: its stats, mask [d_out, d_in] and the new values of its masked entries.
 
-    Tensors read from a source may be views of a memory-mapped shard: they are never modified in place.
+    The float32 arithmetic is exactly ``core.extrapolate_delta`` and ``core.transplant_delta`` (same
+    operations in the same order), done in place on private copies: tensors read from a source may be
+    views of a memory-mapped shard and are never modified.
     """
-    w_0 = base.get(key).to(device=device, dtype=torch.float32)
-    delta_e = extrapolate_delta(aligned.get(key).to(device=device, dtype=torch.float32) - w_0,
-                                variant=options.variant, beta=options.beta)
+    w_0 = base.get(key).to(device=device, dtype=torch.float32, copy=True)
+    delta_e = aligned.get(key).to(device=device, dtype=torch.float32, copy=True).sub_(w_0)
+    delta_e.mul_(amplification(options.variant, options.beta))  # = core.extrapolate_delta(ΔW_a)
     w_t = finetuned.get(key).to(device)
-    delta_t = w_t.float() - w_0
+    delta_t = w_t.to(torch.float32, copy=True).sub_(w_0)
     mask = module_mask(key, delta_e, options, gram=gram, rank_cap=rank_cap)
     similarity = masked_cosine(delta_t, delta_e, mask)
-    update_sq = squared_norm(delta_t)
+    update_sq = float(torch.linalg.vector_norm(delta_t, dtype=torch.float64)) ** 2
     del delta_t
-    new = (w_0 + delta_e)[mask].to(w_t.dtype)  # core.transplant_delta's reference values, cast as it does
+    new = w_0.add_(delta_e)[mask].to(w_t.dtype)  # the reference W_0 + ΔW_e at the masked entries
     old = w_t[mask]
     kept = int(mask.sum())
     stats = ModuleStats(key, similarity, kept / max(1, mask.numel()), int((new != old).sum()), w_t.numel(),
@@ -176,7 +180,7 @@ def _pass1(sources: tuple[Source, Source, Source], linear: list[str], options: R
 
 
 def _pass2(finetuned: Source, output: Path, shard_size: int, patched: set[str], masks_path: Path,
-           spill: ValueSpill, progress: bool) -> list[str]:
+           spill: ValueSpill, progress: bool) -> dict[str, str]:
     from safetensors import safe_open
 
     entries = [Entry(k, finetuned.infos[k].dtype, finetuned.infos[k].shape) for k in finetuned.ordered_keys()]
@@ -188,7 +192,8 @@ def _pass2(finetuned: Source, output: Path, shard_size: int, patched: set[str], 
             if key in patched:
                 tensor = tensor.masked_scatter(masks.get_tensor(key), spill.read(key))
             writer.write(key, tensor)
-        return writer.finish()
+        writer.finish()
+        return writer.sha256
     except BaseException:
         writer.abort()
         raise
@@ -223,13 +228,13 @@ def run_full(sources: tuple[Source, Source, Source], work_dir: Path, options: Re
     try:
         ordered, selection = _selection(stats, options)
         patched = {s.key for s, p in zip(ordered, selection.patched.tolist(), strict=True) if p}
-        files = _pass2(wt, work_dir, shard_size, patched, work_dir / MASKS_NAME, spill, progress)
+        hashes = _pass2(wt, work_dir, shard_size, patched, work_dir / MASKS_NAME, spill, progress)
     finally:
         spill.close()
     shutil.rmtree(work, ignore_errors=True)
-    files += copy_aux_files(_aux_source(wt, w0), work_dir, extra=w0.path)
+    files = [*hashes, *copy_aux_files(_aux_source(wt, w0), work_dir, extra=w0.path), MASKS_NAME]
     kinds = {"base": w0.kind, "aligned": wa.kind, "finetuned": wt.kind}
-    return FullRun(ordered, selection, [*files, MASKS_NAME], kinds, calibration)
+    return FullRun(ordered, selection, files, kinds, calibration, hashes)
 
 
 def iter_patched(run: FullRun) -> Iterator[tuple[ModuleStats, bool]]:
@@ -258,16 +263,18 @@ def realign_full(base: str | Path, aligned: str | Path, finetuned: str | Path, o
     sources = open_sources(base, aligned, finetuned)
     try:
         validate_sources(*sources)
-        inputs = {name: sha256_dir(path) for name, path in
-                  (("base", base), ("aligned", aligned), ("finetuned", finetuned))}
-        with atomic_output_dir(output, overwrite=overwrite) as tmp:
+        named = (("base", base), ("aligned", aligned), ("finetuned", finetuned))
+        with ThreadPoolExecutor(max_workers=1) as pool, atomic_output_dir(output, overwrite=overwrite) as tmp:
+            # provenance hashes read every input file once: overlap them with the realignment
+            hashing = pool.submit(lambda: {name: sha256_dir(path) for name, path in named})
             run = run_full(sources, tmp, options, progress=progress, max_shard_size=shard_size)
+            inputs = hashing.result()
             extra: dict[str, Any] = {"max_shard_size": shard_size, "rank_cap": RANK_CAP, "device": device}
             if run.calibration is not None:
                 extra["calibration"] = run.calibration
                 inputs["calibration"] = run.calibration["sha256"]
             report = build_full_report(options, run, inputs=inputs, extra=extra)
-            report["output_sha256"] = weights_sha256(tmp, run.files)
+            report["output_sha256"] = weights_sha256(run.weight_hashes)
             report["seconds"] = round(time.perf_counter() - start, 3)
             report = write_report_files(tmp, report)
     finally:

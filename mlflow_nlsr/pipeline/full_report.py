@@ -10,7 +10,6 @@ from typing import Any
 
 from mlflow_nlsr import __version__
 from mlflow_nlsr.core import amplification, combine_strength, kept_rank
-from mlflow_nlsr.io.hashing import sha256_file
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline.full import FullRun, iter_patched
 from mlflow_nlsr.pipeline.plot import similarity_plot
@@ -31,11 +30,11 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def weights_sha256(out_dir: Path, files: list[str]) -> str:
-    """sha256 over the weight files (shards and index) of the output: names and content hashes, sorted."""
+def weights_sha256(file_hashes: dict[str, str]) -> str:
+    """sha256 over the weight files (shards and index): sorted names and content hashes, as sha256_dir."""
     h = hashlib.sha256()
-    for name in sorted(f for f in files if f.startswith("model")):
-        h.update(name.encode() + b"\0" + sha256_file(out_dir / name).encode() + b"\n")
+    for name in sorted(file_hashes):
+        h.update(name.encode() + b"\0" + file_hashes[name].encode() + b"\n")
     return h.hexdigest()
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterator
 
 import torch
 
@@ -121,18 +120,9 @@ def module_mask(key: str, delta_e: torch.Tensor, options: RealignOptions, *,
     return matrix_top_mask(scores, options.sparsity)
 
 
-#: rows per float64 chunk in masked_cosine / squared_norm (bounds their scratch memory)
-CHUNK_ENTRIES = 1 << 22
-
-
-def _row_chunks(t: torch.Tensor) -> Iterator[slice]:
-    step = max(1, CHUNK_ENTRIES // max(1, t.shape[1] if t.dim() == 2 else 1))
-    for start in range(0, t.shape[0], step):
-        yield slice(start, start + step)
-
 
 def masked_cosine(delta_t: torch.Tensor, delta_e: torch.Tensor, mask: torch.Tensor) -> float:
-    """``core.delta_similarity`` computed over row chunks (float64 scratch of one chunk, not the matrix).
+    """``core.delta_similarity`` on the masked entries only (float64 scratch for the kept entries).
 
     Args:
         delta_t: fine-tuned update [d_out, d_in].
@@ -141,22 +131,11 @@ def masked_cosine(delta_t: torch.Tensor, delta_e: torch.Tensor, mask: torch.Tens
 
     Returns:
         cosine(mask⊙ΔW_t, mask⊙ΔW_e) in float64 (equal to ``core.delta_similarity`` up to summation
-        order); 0.0 if either masked update is zero.
+        order: the zeroed entries add nothing); 0.0 if either masked update is zero.
 
     """
-    inner = norm_t = norm_e = 0.0
-    for rows in _row_chunks(delta_t):
-        m = mask[rows]
-        a = torch.where(m, delta_t[rows].double(), 0.0)
-        b = torch.where(m, delta_e[rows].double(), 0.0)
-        inner += float((a * b).sum())
-        norm_t += float((a * a).sum())
-        norm_e += float((b * b).sum())
+    a, b = delta_t[mask].double(), delta_e[mask].double()
+    norm_t, norm_e = float(a @ a), float(b @ b)
     if norm_t == 0.0 or norm_e == 0.0:
         return 0.0
-    return inner / (math.sqrt(norm_t) * math.sqrt(norm_e))
-
-
-def squared_norm(t: torch.Tensor) -> float:
-    """‖t‖²_F in float64, over row chunks."""
-    return sum(float(t[rows].double().pow(2).sum()) for rows in _row_chunks(t))
+    return float(a @ b) / (math.sqrt(norm_t) * math.sqrt(norm_e))

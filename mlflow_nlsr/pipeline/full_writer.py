@@ -9,6 +9,7 @@ memory stays at one tensor whatever the shard size. The layout is the Hugging Fa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -115,7 +116,9 @@ class StreamingSafetensors:
         self.entries = list(entries)
         self._next = 0
         self._file: BinaryIO | None = open(path, "wb")  # noqa: SIM115 - closed in finish()/abort()
-        self._file.write(_header(self.entries, {"format": "pt", **(metadata or {})}))
+        header = _header(self.entries, {"format": "pt", **(metadata or {})})
+        self._sha = hashlib.sha256(header)
+        self._file.write(header)
 
     def write(self, key: str, tensor: torch.Tensor) -> None:
         """Append `tensor` as `key`; it must be the next planned entry, with its dtype and shape."""
@@ -126,9 +129,15 @@ class StreamingSafetensors:
         if found != (entry.key, entry.dtype, entry.shape):
             raise InputError(f"{self.path}: expected {entry.key} {entry.dtype} {list(entry.shape)}; "
                              f"got {key} {found[1]} {list(found[2])}")
-        flat = tensor.detach().to("cpu").contiguous().reshape(-1)
-        self._file.write(flat.view(torch.uint8).numpy().data)
+        data = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().data
+        self._sha.update(data)
+        self._file.write(data)
         self._next += 1
+
+    @property
+    def sha256(self) -> str:
+        """Hex sha256 of the bytes written so far (the whole file once finished)."""
+        return self._sha.hexdigest()
 
     def finish(self) -> None:
         """Close the file; every planned tensor must have been written."""
@@ -162,6 +171,8 @@ class StreamingShardedWriter:
         self._where = {e.key: i for i, shard in enumerate(self.shards) for e in shard}
         self._current: StreamingSafetensors | None = None
         self._index = -1
+        #: file name -> sha256 of every file written (filled by ``finish``)
+        self.sha256: dict[str, str] = {}
 
     @property
     def order(self) -> list[str]:
@@ -177,6 +188,7 @@ class StreamingShardedWriter:
         if shard != self._index or current is None:
             if current is not None:
                 current.finish()
+                self.sha256[current.path.name] = current.sha256
             current = StreamingSafetensors(self.directory / self.names[shard], self.shards[shard])
             self._current, self._index = current, shard
         current.write(key, tensor)
@@ -186,12 +198,15 @@ class StreamingShardedWriter:
         if self._current is None or self._index != len(self.shards) - 1:
             raise InputError("the output checkpoint is incomplete: not every shard was written")
         self._current.finish()
+        self.sha256[self._current.path.name] = self._current.sha256
         if len(self.names) == 1:
             return list(self.names)
         weight_map = {e.key: self.names[i] for i, shard in enumerate(self.shards) for e in shard}
         total = sum(e.nbytes for shard in self.shards for e in shard)
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-        (self.directory / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+        blob = (json.dumps(index, indent=2) + "\n").encode()
+        (self.directory / INDEX_NAME).write_bytes(blob)
+        self.sha256[INDEX_NAME] = hashlib.sha256(blob).hexdigest()
         return [*self.names, INDEX_NAME]
 
     def abort(self) -> None:

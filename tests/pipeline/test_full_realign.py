@@ -7,6 +7,7 @@ the rest is W_t; the streamed result equals a plain in-memory implementation bui
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from mlflow_nlsr import core
-from mlflow_nlsr.io import LazyCheckpoint, ShardedWriter
+from mlflow_nlsr.io import LazyCheckpoint, ShardedWriter, sha256_file
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline import realign
 from mlflow_nlsr.pipeline.full import realign_full
@@ -176,7 +177,10 @@ def test_report_follows_the_lora_schema_with_mode_and_neuron(realigned):
     assert all(not n.endswith(".weight") and set(m["mask_density"]) == {"weight"}
                for n, m in zip(names, report["modules"], strict=True))
     assert set(report["inputs"]) == {"base", "aligned", "finetuned"}
-    assert len(report["output_sha256"]) == 64
+    weight_files = sorted(p.name for p in result.output.glob("model*"))
+    rehashed = hashlib.sha256(b"".join(
+        name.encode() + b"\0" + sha256_file(result.output / name).encode() + b"\n" for name in weight_files))
+    assert report["output_sha256"] == rehashed.hexdigest()  # streamed hash == hash of the written files
     assert 0 < report["strength"]["changed_fraction"] < 1
 
 

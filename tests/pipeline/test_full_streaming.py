@@ -1,7 +1,7 @@
 """Streaming pieces of full-weight mode agree with their plain counterparts.
 
 The header-first writer produces files safetensors and LazyCheckpoint read back bit for bit; the
-selection-based threshold equals core.top_mask; the chunked cosine equals core.delta_similarity; the
+selection-based threshold equals core.top_mask; the masked-entry cosine equals core.delta_similarity; the
 randomised low-rank scorer is seeded (same seed, same scores) and exact on low-rank updates.
 """
 
@@ -114,11 +114,10 @@ def test_selection_threshold_equals_core_top_mask(sparsity):
     assert torch.equal(matrix_top_mask(scores, sparsity), core.top_mask(scores, sparsity, per="matrix"))
 
 
-def test_chunked_cosine_equals_core_delta_similarity(monkeypatch):
+def test_masked_cosine_equals_core_delta_similarity():
     gen = torch.Generator().manual_seed(2)
     d_t, d_e = torch.randn(50, 30, generator=gen), torch.randn(50, 30, generator=gen)
     mask = torch.rand(50, 30, generator=gen) > 0.7
-    monkeypatch.setattr(full_scoring, "CHUNK_ENTRIES", 90)  # 3 rows per chunk
     assert masked_cosine(d_t, d_e, mask) == pytest.approx(core.delta_similarity(d_t, d_e, mask), abs=1e-13)
     assert masked_cosine(d_t, d_e, torch.zeros_like(mask)) == 0.0
 
