@@ -1,0 +1,83 @@
+"""Service fixtures: one real `mlflow server --app-name nlsr` per session, tiny models, gate configs."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests import factories
+from tests.mlflow_server import running_server
+
+PERMISSIVE = {"suites": ["safety", "overrefusal", "utility"], "judge": "keyword",
+              "rules": ["asr <= 1.0", "refusal_rate <= aligned + 1.0", "utility >= finetuned - 1.0"]}
+STRICT = {"suites": ["safety"], "judge": "keyword", "rules": ["asr <= -1.0"]}
+
+
+@pytest.fixture(scope="session")
+def app_store_url(tmp_path_factory) -> str:
+    """The job store the server's app plugin queues into (separate from the tests' own stores)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('app-store') / 'jobs.db'}"
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory, app_store_url):
+    """`mlflow server --app-name nlsr` on loopback with webhooks enabled and the after-request trigger on."""
+    root = tmp_path_factory.mktemp("nlsr-server")
+    env = {"NLSR_STORE_URL": app_store_url, "NLSR_WEBHOOK_SECRET": "app-secret", "NLSR_WORK_DIR": str(root / "w")}
+    with running_server(root, app_name="nlsr", extra_env=env) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="session")
+def models(tmp_path_factory):
+    """(base, aligned, finetuned) tiny dirs; the fine-tuned adapter continues the aligned one."""
+    root = tmp_path_factory.mktemp("svc-models")
+    base = factories.make_tiny_llama(root / "base", layers=2)
+    aligned = factories.make_lora_adapter(base, root / "aligned", r=4, seed=1)
+    finetuned = factories.continue_adapter(base, aligned, root / "finetuned", drift=0.03)
+    return base, aligned, finetuned
+
+
+@pytest.fixture(scope="session")
+def references(server, models):
+    """Base and aligned registered once: their model URIs."""
+    from mlflow_nlsr.registry.client import RegistryClient
+    from mlflow_nlsr.registry.models import log_local_model
+
+    client = RegistryClient(server.url)
+    base, aligned, _ = models
+    log_local_model(base, name="svc-base", registered_model_name="svc-base", client=client)
+    log_local_model(aligned, name="svc-aligned", registered_model_name="svc-aligned", client=client)
+    return "models:/svc-base/1", "models:/svc-aligned/1"
+
+
+@pytest.fixture
+def model_name() -> str:
+    return f"svc-ft-{uuid.uuid4().hex[:8]}"
+
+
+def write_config(path: Path, pattern: str, base_uri: str, aligned_uri: str, gates: dict,
+                 **rule: object) -> Path:
+    """Write an nlsr.yaml with one rule (magnitude scorer: fast and data-free) and its gate config."""
+    gate_path = path.with_name(path.stem + "-gates.yaml")
+    gate_path.write_text(yaml.safe_dump(gates))
+    data = {"defaults": {"gate_limit": 2, "realign": {"scorer": "magnitude"}},
+            "models": [{"match": pattern, "base_uri": base_uri, "aligned_uri": aligned_uri,
+                        "gate_config": str(gate_path), **rule}]}
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture
+def make_service(server, tmp_path):
+    """Build an NLSRService against the session server with a fresh work dir and SQLite store."""
+    from mlflow_nlsr.service import NLSRService, Settings
+
+    def build(config: Path, **settings) -> NLSRService:
+        work = settings.pop("work_dir", tmp_path / "work")
+        return NLSRService(Settings(tracking_uri=server.url, work_dir=work, config=config, **settings))
+
+    return build
