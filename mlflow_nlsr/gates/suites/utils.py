@@ -58,10 +58,33 @@ def read_rows(name: str, folder: Path | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def stratified(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Order rows so that every prefix is representative: lm-eval's ``limit`` takes the first N docs.
+
+    Rows with a ``category`` (or ``label``) are dealt round-robin across groups in first-seen group
+    order, keeping file order inside each group; rows with neither are ordered by a hash of their id
+    (a fixed pseudo-random permutation). Deterministic, so two models always see the same prompts.
+    """
+    import hashlib
+
+    key = "category" if rows and "category" in rows[0] else "label" if rows and "label" in rows[0] else None
+    if key is None:
+        return sorted(rows, key=lambda r: hashlib.sha256(str(r.get("id")).encode()).hexdigest())
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(str(row.get(key)), []).append(row)
+    out: list[dict[str, Any]] = []
+    queues = list(groups.values())
+    depth = max(len(q) for q in queues)
+    for i in range(depth):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
+
+
 def _dataset(name: str, transform: Any = None) -> Any:
     import datasets
 
-    rows = read_rows(name)
+    rows = stratified(read_rows(name))
     if transform is not None:
         rows = [transform(r) for r in rows]
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
