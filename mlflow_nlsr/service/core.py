@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +37,14 @@ log = logging.getLogger(__name__)
 
 #: errors that a retry cannot fix: the job fails at once, with the reason audited
 PERMANENT = (InputError, ConfigError, GateError)
+#: chaos-testing hook (docs/operations.md): SIGKILL the worker at the step this env var names
+FAULT_ENV = "NLSR_FAULT_INJECT"
+
+
+def _fault(step: str) -> None:
+    """Kill this process with SIGKILL when ``NLSR_FAULT_INJECT`` equals `step` (realign, gate, register)."""
+    if os.environ.get(FAULT_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class NLSRService:
@@ -176,6 +186,7 @@ class NLSRService:
         if job.state is JobState.RUNNING:
             if not (out / "nlsr_report.json").exists():
                 realign(base, aligned, finetuned, out, options, overwrite=True)
+            _fault("realign")
             beat.check()
             job = self.store.advance(job.id, worker, JobState.REALIGNED, config_sha256=options.sha256())
             self._tag_source(name, version, {lineage.STATUS: "realigned"})
@@ -183,10 +194,10 @@ class NLSRService:
         gate_config = load_gate_config(resolved.rule.gate_config)
         limit = self.settings.gate_limit or resolved.rule.gate_limit
         if job.state is JobState.REALIGNED:
-            metrics = {
-                role: self._gate(role, path, base, gate_config, limit, job_dir)
-                for role, path in (("finetuned", finetuned), ("aligned", aligned), ("realigned", out))
-            }
+            metrics: dict[str, dict[str, float]] = {}
+            for role, path in (("finetuned", finetuned), ("aligned", aligned), ("realigned", out)):
+                metrics[role] = self._gate(role, path, base, gate_config, limit, job_dir)
+                _fault("gate")
             verdict = evaluate_policy(
                 gate_config,
                 metrics["realigned"],
@@ -202,6 +213,7 @@ class NLSRService:
             self._tag_source(name, version, {lineage.STATUS: "gated"})
         result = job.result or {}
         new_version = self._register(job, info.uri, resolved, report, options.sha256(), result, job_dir)
+        _fault("register")
         beat.check()
         passed = bool(result["verdict"]["passed"])
         target = resolved.rule.target_name or name
