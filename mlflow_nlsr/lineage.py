@@ -41,6 +41,7 @@ def realigned_tags(
     """Tags of the realigned version (sent in the create call, so webhooks see ``nlsr.realigned``)."""
     tags = {
         REALIGNED: "true",
+        STATUS: "output",  # a status of its own, so the poller never picks a realigned version up
         SOURCE_MODEL: source_name,
         SOURCE_VERSION: str(source_version),
         JOB_ID: str(job_id),
