@@ -42,6 +42,7 @@ lint: install
 	$(VENV)/bin/ruff check mlflow_nlsr tests bench
 	$(VENV)/bin/mypy mlflow_nlsr
 	$(VENV)/bin/lint-imports
+	$(PY) scripts/gen_cli_docs.py --check
 
 test: install
 	$(MAKE) lint
