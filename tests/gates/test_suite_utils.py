@@ -57,8 +57,8 @@ def test_safety_and_overrefusal_scores_use_the_active_judge():
 
 
 def test_loaders_read_the_data_dir_override(gate_data):
-    ds = utils.load_knowledge()["test"]
-    assert len(ds) == 3 and ds[1]["choices"][0] == "Mars" and ds[1]["answer"] == 0
+    rows = {r["id"]: r for r in utils.load_knowledge()["test"]}
+    assert len(rows) == 3 and rows["k2"]["choices"][0] == "Mars" and rows["k2"]["answer"] == 0
 
 
 @pytest.mark.parametrize(
