@@ -17,7 +17,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def handle_errors(func: F) -> F:
-    """Turn NLSRError into a one-line ``Error: …`` message and the error's exit code."""
+    """Turn NLSRError (its exit code) and OSError (exit 1: disk full, permissions) into one ``Error:`` line."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -26,6 +26,9 @@ def handle_errors(func: F) -> F:
         except NLSRError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:  # e.g. [Errno 28] No space left on device: the OS message names the problem
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
 
