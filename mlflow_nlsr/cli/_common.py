@@ -17,7 +17,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def handle_errors(func: F) -> F:
-    """Turn NLSRError (its exit code) and OSError (exit 1: disk full, permissions) into one ``Error:`` line."""
+    """Turn NLSRError (its exit code) and OSError (exit 1: disk full…) into one ``Error: …`` line."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
