@@ -77,10 +77,19 @@ def _verdict(
 @click.option(
     "--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N items/task."
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True)
-@click.option("--max-gen-toks", type=click.IntRange(min=1), default=None, help="Cap on generated tokens.")
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Prompts per batch."
+)
+@click.option(
+    "--max-gen-toks", type=click.IntRange(min=1), default=None, help="Token budget of every generative task."
+)
 @click.option("--device", default="cpu", show_default=True, help="torch device for the model.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Gate config YAML (rules, optional suites/judge/limit); see docs/gates.md.",
+)
 @click.option("--baseline", "baseline_args", multiple=True, help="NAME=metrics.json of a baseline run.")
 @click.option("--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), help="Output dir.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier run in --output.")
