@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -40,12 +40,13 @@ from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline.full_inputs import (
     CheckpointSource,
     Source,
+    TensorFile,
     is_linear_weight,
     natural_key,
     open_sources,
     validate_sources,
 )
-from mlflow_nlsr.pipeline.full_scoring import RANK_CAP, masked_cosine, module_mask
+from mlflow_nlsr.pipeline.full_scoring import RANK_CAP, cosine_at, module_mask
 from mlflow_nlsr.pipeline.full_writer import (
     Entry,
     StreamingSafetensors,
@@ -118,14 +119,15 @@ def module_pass(key: str, base: Source, aligned: Source, finetuned: Source, opti
     w_t = finetuned.get(key).to(device)
     delta_t = w_t.to(torch.float32, copy=True).sub_(w_0)
     mask = module_mask(key, delta_e, options, gram=gram, rank_cap=rank_cap)
-    similarity = masked_cosine(delta_t, delta_e, mask)
+    index = mask.reshape(-1).nonzero().squeeze(1)  # masked entries in row-major order, found once
+    similarity = cosine_at(delta_t, delta_e, index)
     update_sq = float(torch.linalg.vector_norm(delta_t, dtype=torch.float64)) ** 2
     del delta_t
-    new = w_0.add_(delta_e)[mask].to(w_t.dtype)  # the reference W_0 + ΔW_e at the masked entries
-    old = w_t[mask]
-    kept = int(mask.sum())
-    stats = ModuleStats(key, similarity, kept / max(1, mask.numel()), int((new != old).sum()), w_t.numel(),
-                        float((new.double() - old.double()).pow_(2).sum()), update_sq)
+    # the reference W_0 + ΔW_e at the masked entries, cast to W_t's dtype as core.transplant_delta does
+    new = w_0.add_(delta_e).reshape(-1).index_select(0, index).to(w_t.dtype)
+    old = w_t.reshape(-1).index_select(0, index)
+    stats = ModuleStats(key, similarity, index.numel() / max(1, mask.numel()), int((new != old).sum()),
+                        w_t.numel(), float((new.double() - old.double()).pow_(2).sum()), update_sq)
     return stats, mask.cpu(), new.cpu()
 
 
@@ -145,12 +147,8 @@ def copy_aux_files(src: Path, dst: Path, extra: Path | None = None) -> list[str]
     return copied
 
 
-def _gram_reader(grams: tuple[Path, dict[str, str]] | None) -> Any:
-    if grams is None:
-        return None
-    from safetensors import safe_open
-
-    return safe_open(str(grams[0]), framework="pt", device="cpu")
+def _gram_reader(grams: tuple[Path, dict[str, str]] | None) -> TensorFile | None:
+    return None if grams is None else TensorFile(grams[0])
 
 
 def _pass1(sources: tuple[Source, Source, Source], linear: list[str], options: RealignOptions, work: Path,
@@ -166,7 +164,7 @@ def _pass1(sources: tuple[Source, Source, Source], linear: list[str], options: R
         for key in _progress(linear, progress, "nlsr pass 1 (masks, similarity)"):
             gram = None
             if reader is not None and grams is not None:
-                gram = reader.get_tensor(grams[1].get(key, key))
+                gram = reader.get(grams[1].get(key, key))
             module, mask, values = module_pass(key, base, aligned, finetuned, options, device, gram)
             masks.write(key, mask)
             spill.write(key, values)
@@ -181,22 +179,22 @@ def _pass1(sources: tuple[Source, Source, Source], linear: list[str], options: R
 
 def _pass2(finetuned: Source, output: Path, shard_size: int, patched: set[str], masks_path: Path,
            spill: ValueSpill, progress: bool) -> dict[str, str]:
-    from safetensors import safe_open
-
     entries = [Entry(k, finetuned.infos[k].dtype, finetuned.infos[k].shape) for k in finetuned.ordered_keys()]
     writer = StreamingShardedWriter(output, entries, shard_size)
-    masks = safe_open(str(masks_path), framework="pt", device="cpu")
+    masks = TensorFile(masks_path)
     try:
         for key in _progress(writer.order, progress, "nlsr pass 2 (write)"):
             tensor = finetuned.get(key)
             if key in patched:
-                tensor = tensor.masked_scatter(masks.get_tensor(key), spill.read(key))
+                tensor = tensor.masked_scatter(masks.get(key), spill.read(key))
             writer.write(key, tensor)
         writer.finish()
         return writer.sha256
     except BaseException:
         writer.abort()
         raise
+    finally:
+        masks.close()
 
 
 def _selection(stats: list[ModuleStats], options: RealignOptions
@@ -209,8 +207,12 @@ def _selection(stats: list[ModuleStats], options: RealignOptions
 
 
 def run_full(sources: tuple[Source, Source, Source], work_dir: Path, options: RealignOptions, *,
-             progress: bool = False, max_shard_size: int | str = "2GB", rank_cap: int = RANK_CAP) -> FullRun:
-    """Realign validated, open `sources` into `work_dir` (an empty dir): shards, index, masks, aux files."""
+             progress: bool = False, max_shard_size: int | str = "2GB", rank_cap: int = RANK_CAP,
+             on_selected: Callable[[list[ModuleStats], ModuleSelection], None] | None = None) -> FullRun:
+    """Realign validated, open `sources` into `work_dir` (an empty dir): shards, index, masks, aux files.
+
+    ``on_selected(modules, selection)`` is called between the passes (e.g. to draw the plot meanwhile).
+    """
     shard_size = parse_size(max_shard_size)
     device = str(resolve_device(options.device))
     w0, wa, wt = sources
@@ -227,6 +229,8 @@ def run_full(sources: tuple[Source, Source, Source], work_dir: Path, options: Re
     stats, spill = _pass1(sources, linear, options, work, work_dir / MASKS_NAME, device, progress, gram_file)
     try:
         ordered, selection = _selection(stats, options)
+        if on_selected is not None:
+            on_selected(ordered, selection)
         patched = {s.key for s, p in zip(ordered, selection.patched.tolist(), strict=True) if p}
         hashes = _pass2(wt, work_dir, shard_size, patched, work_dir / MASKS_NAME, spill, progress)
     finally:
@@ -250,7 +254,12 @@ def realign_full(base: str | Path, aligned: str | Path, finetuned: str | Path, o
     Every input check runs before anything is written; the output is built in a temp dir renamed into
     place at the end (nothing is left on failure). Returns the output path and the report.
     """
-    from mlflow_nlsr.pipeline.full_report import build_full_report, weights_sha256, write_report_files
+    from mlflow_nlsr.pipeline.full_report import (
+        build_full_report,
+        draw_plot,
+        weights_sha256,
+        write_report_files,
+    )
 
     start = time.perf_counter()
     if options.method != "nlsr":
@@ -264,11 +273,20 @@ def realign_full(base: str | Path, aligned: str | Path, finetuned: str | Path, o
     try:
         validate_sources(*sources)
         named = (("base", base), ("aligned", aligned), ("finetuned", finetuned))
-        with ThreadPoolExecutor(max_workers=1) as pool, atomic_output_dir(output, overwrite=overwrite) as tmp:
+        # the pool closes (waiting for its jobs) before the temp dir is renamed or removed
+        with atomic_output_dir(output, overwrite=overwrite) as tmp, ThreadPoolExecutor(max_workers=1) as pool:
             # provenance hashes read every input file once: overlap them with the realignment
             hashing = pool.submit(lambda: {name: sha256_dir(path) for name, path in named})
-            run = run_full(sources, tmp, options, progress=progress, max_shard_size=shard_size)
+            plotting: list[Future[Any]] = []
+
+            def plot_meanwhile(modules: list[ModuleStats], selection: ModuleSelection) -> None:
+                plotting.append(pool.submit(draw_plot, tmp, modules, selection, options))
+
+            run = run_full(sources, tmp, options, progress=progress, max_shard_size=shard_size,
+                           on_selected=plot_meanwhile)
             inputs = hashing.result()
+            for job in plotting:
+                job.result()
             extra: dict[str, Any] = {"max_shard_size": shard_size, "rank_cap": RANK_CAP, "device": device}
             if run.calibration is not None:
                 extra["calibration"] = run.calibration
@@ -276,7 +294,7 @@ def realign_full(base: str | Path, aligned: str | Path, finetuned: str | Path, o
             report = build_full_report(options, run, inputs=inputs, extra=extra)
             report["output_sha256"] = weights_sha256(run.weight_hashes)
             report["seconds"] = round(time.perf_counter() - start, 3)
-            report = write_report_files(tmp, report)
+            report = write_report_files(tmp, report, plot=not plotting)
     finally:
         for src in sources:
             src.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from io import BufferedReader
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ import torch
 
 from mlflow_nlsr.errors import CorruptCheckpointError, IncompatibleModelsError, InputError
 from mlflow_nlsr.io.adapters import LoraAdapter, key_a, key_b, read_adapter
-from mlflow_nlsr.io.safetensors_io import INDEX_NAME, SINGLE_NAME, LazyCheckpoint
+from mlflow_nlsr.io.safetensors_io import INDEX_NAME, SINGLE_NAME
+from mlflow_nlsr.pipeline.full_writer import DTYPES
 
 _PEFT_PREFIX = "base_model.model."
 _PROJECTIONS = re.compile(r"\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$")
@@ -54,7 +56,8 @@ def is_linear_weight(key: str, shape: tuple[int, ...]) -> bool:
     return bool(_BLOCKS & set(key.split("."))) and not any(part in lowered for part in _NOT_LINEAR)
 
 
-def _read_header(file: Path) -> dict[str, Any]:
+def _read_header(file: Path) -> tuple[dict[str, Any], int]:
+    """The tensor entries of a safetensors header and the byte offset where tensor data starts."""
     try:
         with open(file, "rb") as fh:
             size = int.from_bytes(fh.read(8), "little")
@@ -68,7 +71,48 @@ def _read_header(file: Path) -> dict[str, Any]:
     if file.stat().st_size < 8 + size + end:
         raise CorruptCheckpointError(f"{file} is truncated: its header needs {8 + size + end} bytes, "
                                      f"the file has {file.stat().st_size}")
-    return header
+    return header, 8 + size
+
+
+class TensorFile:
+    """One safetensors file read with plain reads into fresh tensors (no memory map).
+
+    A memory-mapped shard stays resident as its pages are touched, so reading a whole model through
+    mmap makes RSS grow by up to a shard per input; explicit reads keep RSS at the live tensors.
+    """
+
+    def __init__(self, path: Path) -> None:
+        """Parse the header of `path` (the file is opened on the first read)."""
+        self.path = path
+        self.header, self.data_start = _read_header(path)
+        self._fh: BufferedReader | None = None
+
+    def get(self, key: str) -> torch.Tensor:
+        """Tensor `key` as a new CPU tensor."""
+        entry = self.header.get(key)
+        if entry is None:
+            raise InputError(f"tensor {key} is not in {self.path}")
+        start, end = (int(v) for v in entry["data_offsets"])
+        dtype = DTYPES.get(entry["dtype"])
+        if dtype is None:
+            raise InputError(f"{self.path}: tensor {key} has unsupported dtype {entry['dtype']}")
+        shape = [int(d) for d in entry["shape"]]
+        out = torch.empty(shape, dtype=dtype[0])
+        raw = out.reshape(-1).view(torch.uint8).numpy()
+        if raw.nbytes != end - start:
+            raise CorruptCheckpointError(f"{self.path}: {key} has {end - start} bytes for shape {shape}")
+        if self._fh is None:
+            self._fh = open(self.path, "rb")  # noqa: SIM115 - closed in close()
+        self._fh.seek(self.data_start + start)
+        if self._fh.readinto(raw.data) != raw.nbytes:
+            raise CorruptCheckpointError(f"{self.path} is truncated while reading {key}")
+        return out
+
+    def close(self) -> None:
+        """Close the file."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 def read_config(path: Path) -> dict[str, Any]:
@@ -96,8 +140,9 @@ class CheckpointSource:
         if not self.path.is_dir():
             raise InputError(f"model dir {self.path} does not exist")
         self.config = read_config(self.path)
+        self._files: dict[str, TensorFile] = {}
+        self._open: TensorFile | None = None
         self.infos = self._infos()
-        self._ckpt = LazyCheckpoint(self.path)
 
     def _infos(self) -> dict[str, TensorInfo]:
         index = self.path / INDEX_NAME
@@ -107,17 +152,16 @@ class CheckpointSource:
             except (OSError, ValueError, KeyError, TypeError) as exc:
                 raise CorruptCheckpointError(f"{index} is not a valid safetensors index: {exc}") from exc
         elif (self.path / SINGLE_NAME).is_file():
-            weight_map = {key: SINGLE_NAME for key in _read_header(self.path / SINGLE_NAME)}
+            weight_map = {key: SINGLE_NAME for key in _read_header(self.path / SINGLE_NAME)[0]}
         else:
             raise InputError(f"{self.path} holds neither {SINGLE_NAME} nor {INDEX_NAME} (safetensors only)")
-        headers: dict[str, dict[str, Any]] = {}
         infos: dict[str, TensorInfo] = {}
         for key, shard in weight_map.items():
-            if shard not in headers:
+            if shard not in self._files:
                 if not (self.path / shard).is_file():
                     raise InputError(f"{index} names shard {shard} for tensor {key}; the file is missing")
-                headers[shard] = _read_header(self.path / shard)
-            entry = headers[shard].get(key)
+                self._files[shard] = TensorFile(self.path / shard)
+            entry = self._files[shard].header.get(key)
             if entry is None:
                 raise CorruptCheckpointError(f"tensor {key} is listed in {index} but missing from {shard}")
             infos[key] = TensorInfo(str(entry["dtype"]), tuple(int(d) for d in entry["shape"]), shard,
@@ -129,12 +173,21 @@ class CheckpointSource:
         return sorted(self.infos, key=lambda k: (self.infos[k].shard, self.infos[k].offset))
 
     def get(self, key: str) -> torch.Tensor:
-        """Tensor `key` (CPU, stored dtype)."""
-        return self._ckpt.get(key)
+        """Tensor `key` as a new CPU tensor in its stored dtype (one shard file open at a time)."""
+        info = self.infos.get(key)
+        if info is None:
+            raise InputError(f"tensor {key} is not in checkpoint {self.path}")
+        file = self._files[info.shard]
+        if self._open is not file:
+            self.close()
+            self._open = file
+        return file.get(key)
 
     def close(self) -> None:
-        """Release the open shard."""
-        self._ckpt.close()
+        """Close the open shard file."""
+        if self._open is not None:
+            self._open.close()
+            self._open = None
 
 
 def _base_key(module: str, base: CheckpointSource) -> str | None:

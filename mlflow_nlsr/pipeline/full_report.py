@@ -10,8 +10,9 @@ from typing import Any
 
 from mlflow_nlsr import __version__
 from mlflow_nlsr.core import amplification, combine_strength, kept_rank
+from mlflow_nlsr.core.selection import ModuleSelection
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.pipeline.full import FullRun, iter_patched
+from mlflow_nlsr.pipeline.full import FullRun, ModuleStats, iter_patched
 from mlflow_nlsr.pipeline.plot import similarity_plot
 
 REPORT_NAME = "nlsr_report.json"
@@ -138,12 +139,27 @@ model = AutoModelForCausalLM.from_pretrained("<this directory>")
 """
 
 
-def write_report_files(out_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
-    """Write nlsr_report.json, similarity.png and README.md into `out_dir`; return the JSON-safe report."""
+def _title(options: RealignOptions, patched: int, total: int) -> str:
+    return (f"nlsr full ({options.variant}, {options.neuron}, {options.selection}): "
+            f"{patched}/{total} modules patched")
+
+
+def draw_plot(out_dir: Path, modules: list[ModuleStats], selection: ModuleSelection,
+              options: RealignOptions) -> Path:
+    """Draw similarity.png from the pass-1 stats and the selection (runs while pass 2 writes)."""
+    rows = [{"similarity": m.similarity, "patched": bool(p)}
+            for m, p in zip(modules, selection.patched.tolist(), strict=True)]
+    title = _title(options, selection.count, len(rows))
+    return similarity_plot(rows, out_dir / PLOT_NAME, title=title, ylabel="masked similarity S_j")
+
+
+def write_report_files(out_dir: Path, report: dict[str, Any], *, plot: bool = True) -> dict[str, Any]:
+    """Write nlsr_report.json, README.md (and similarity.png when `plot`); return the JSON-safe report."""
     report = json_safe(report)
-    title = (f"nlsr full ({report['variant']}, {report['neuron']}, {report['selection']}): "
-             f"{report['patched_modules']}/{report['total_modules']} modules patched")
-    similarity_plot(report["modules"], out_dir / PLOT_NAME, title=title, ylabel="masked similarity S_j")
+    if plot:
+        options = RealignOptions.from_mapping(report["options"])
+        title = _title(options, report["patched_modules"], report["total_modules"])
+        similarity_plot(report["modules"], out_dir / PLOT_NAME, title=title, ylabel="masked similarity S_j")
     (out_dir / README_NAME).write_text(_readme(report))
     (out_dir / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
     return report  # type: ignore[no-any-return]

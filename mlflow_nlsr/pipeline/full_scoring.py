@@ -31,6 +31,8 @@ RANK_CAP = 128
 #: power iterations of torch.svd_lowrank for the weight-lowrank scorer
 LOWRANK_NITER = 4
 _OVERSAMPLE = 8
+_SAMPLE = 1 << 15  # strided sample size of kth_smallest
+_MARGIN = 512  # sample ranks on each side of the target (~ 6 standard deviations of the rank error)
 
 
 def module_seed(seed: int, key: str) -> int:
@@ -61,8 +63,27 @@ def matrix_top_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
     if s.dtype in (torch.float16, torch.bfloat16):
         s = s.float()
     flat = s.reshape(-1)
-    k = int(flat.numel() * sparsity)
-    return s > torch.kthvalue(flat, k + 1).values
+    return s > kth_smallest(flat, int(flat.numel() * sparsity))
+
+
+def kth_smallest(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """``sort(flat)[k]`` (0-based), exactly, in about a third of the time of ``torch.kthvalue``.
+
+    A sorted strided sample brackets the value; ``torch.kthvalue`` then runs on the entries inside the
+    bracket only. If the bracket misses the rank (rare, costs only time) the full ``kthvalue`` runs.
+    """
+    n = flat.numel()
+    if n <= _SAMPLE * 4:
+        return torch.kthvalue(flat, k + 1).values
+    sample = flat[:: n // _SAMPLE].sort().values
+    m = sample.numel()
+    pos = k * m // n
+    lo, hi = sample[max(0, pos - _MARGIN)], sample[min(m - 1, pos + _MARGIN)]
+    below = int((flat < lo).sum())
+    band = flat[(flat >= lo) & (flat <= hi)]
+    if below <= k < below + band.numel():
+        return torch.kthvalue(band, k - below + 1).values
+    return torch.kthvalue(flat, k + 1).values
 
 
 def lowrank_scores(delta: torch.Tensor, keep_rank: int, seed: int, niter: int = LOWRANK_NITER
@@ -134,7 +155,13 @@ def masked_cosine(delta_t: torch.Tensor, delta_e: torch.Tensor, mask: torch.Tens
         order: the zeroed entries add nothing); 0.0 if either masked update is zero.
 
     """
-    a, b = delta_t[mask].double(), delta_e[mask].double()
+    return cosine_at(delta_t, delta_e, mask.reshape(-1).nonzero().squeeze(1))
+
+
+def cosine_at(delta_t: torch.Tensor, delta_e: torch.Tensor, index: torch.Tensor) -> float:
+    """``masked_cosine`` with the mask given as flat indices of its True entries (int64 [k])."""
+    a = delta_t.reshape(-1).index_select(0, index).double()
+    b = delta_e.reshape(-1).index_select(0, index).double()
     norm_t, norm_e = float(a @ a), float(b @ b)
     if norm_t == 0.0 or norm_e == 0.0:
         return 0.0

@@ -107,9 +107,10 @@ def test_value_spill_round_trips_any_dtype(tmp_path):
     assert not (tmp_path / "spill.bin").exists()
 
 
+@pytest.mark.parametrize("shape", [(37, 23), (400, 400)])
 @pytest.mark.parametrize("sparsity", [0.0, 0.5, 0.8, 0.99])
-def test_selection_threshold_equals_core_top_mask(sparsity):
-    scores = torch.randn(37, 23, generator=torch.Generator().manual_seed(1))
+def test_selection_threshold_equals_core_top_mask(sparsity, shape):
+    scores = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
     scores[0, :5] = scores[1, 0]  # ties
     assert torch.equal(matrix_top_mask(scores, sparsity), core.top_mask(scores, sparsity, per="matrix"))
 
@@ -149,3 +150,16 @@ def test_actsvd_mask_needs_a_gram_matrix():
 
     with pytest.raises(CalibrationError, match="Gram"):
         module_mask("w", torch.randn(8, 8), RealignOptions(scorer="actsvd"))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kth_smallest_equals_the_sorted_value_on_large_and_skewed_inputs(seed):
+    from mlflow_nlsr.pipeline.full_scoring import kth_smallest
+
+    gen = torch.Generator().manual_seed(seed)
+    flat = torch.randn(300_000, generator=gen).abs()
+    flat[:100_000] *= 1000  # a block with another scale: the strided sample must still bracket
+    flat[200_000:200_100] = flat[5]  # ties
+    ordered = flat.sort().values
+    for k in (0, 1234, 150_000, 240_000, 299_999):
+        assert kth_smallest(flat, k) == ordered[k]
