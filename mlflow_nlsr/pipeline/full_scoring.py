@@ -79,7 +79,7 @@ def kth_smallest(flat: torch.Tensor, k: int) -> torch.Tensor:
     m = sample.numel()
     pos = k * m // n
     lo, hi = sample[max(0, pos - _MARGIN)], sample[min(m - 1, pos + _MARGIN)]
-    below = int((flat < lo).sum())
+    below = int(torch.count_nonzero(flat < lo))
     band = flat[(flat >= lo) & (flat <= hi)]
     if below <= k < below + band.numel():
         return torch.kthvalue(band, k - below + 1).values
