@@ -39,6 +39,12 @@ def _parse_model_uri(uri: str) -> tuple[str, str]:
 @click.option("--scorer", default=None, help="Shortcut for --set scorer=…")
 @click.option("--selection", default=None, help="Shortcut for --set selection=…")
 @click.option("--sparsity", type=float, default=None, help="Shortcut for --set sparsity=…")
+@click.option(
+    "--calibrate/--no-calibrate",
+    default=True,
+    show_default=True,
+    help="Realign with the least invasive ladder rung that passes the gates (docs/calibration.md).",
+)
 @with_service
 @json_option
 @handle_errors
@@ -53,6 +59,7 @@ def run(
     scorer: str | None,
     selection: str | None,
     sparsity: float | None,
+    calibrate: bool,
     svc_args: dict[str, Any],
     as_json: bool,
 ) -> None:
@@ -82,6 +89,7 @@ def run(
         gate_batch_size=gate_batch_size,
         promote=not no_promote,
         realign_overrides=overrides,
+        calibrate=calibrate,
     )
     outcome = svc.process_version(name, version, trigger="cli", actor="cli")
     if as_json:

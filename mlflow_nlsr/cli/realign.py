@@ -90,6 +90,29 @@ def _choice(name: str) -> click.Choice:
 )
 @click.option("--overwrite", is_flag=True, default=False, help="Replace an existing output dir.")
 @click.option("--no-progress", is_flag=True, default=False, help="Hide the progress bar.")
+@click.option(
+    "--calibrate/--no-calibrate",
+    default=False,
+    help="Search a ladder of repair strengths, least invasive first, for the first one whose gates pass "
+    "(docs/calibration.md); every attempt is recorded in nlsr_report.json. [default: off]",
+)
+@click.option(
+    "--max-attempts", type=int, default=8, show_default=True, help="Calibration: most realignments."
+)
+@click.option(
+    "--time-budget", type=float, default=3600.0, show_default=True, help="Calibration: wall-time budget (s)."
+)
+@click.option(
+    "--gate-config", type=_FILE, default=None, help="Calibration: gate config YAML [default: shipped]."
+)
+@click.option("--gate-limit", type=int, default=None, help="Calibration: items per task of the full gate.")
+@click.option(
+    "--quick-limit",
+    type=int,
+    default=24,
+    show_default=True,
+    help="Calibration: items per task of the quick gate.",
+)
 @json_option
 @handle_errors
 def realign(
@@ -101,6 +124,12 @@ def realign(
     overwrite: bool,
     no_progress: bool,
     as_json: bool,
+    calibrate: bool,
+    max_attempts: int,
+    time_budget: float,
+    gate_config: Path | None,
+    gate_limit: int | None,
+    quick_limit: int,
     **flags: Any,
 ) -> None:
     r"""Realign a LoRA fine-tune whose safety was broken by its fine-tuning data (NLSR, AAAI 2025).
@@ -131,6 +160,24 @@ def realign(
         options = RealignOptions.from_yaml(config_file, **given)
     else:
         options = RealignOptions.from_mapping(given)
+    if calibrate:
+        from mlflow_nlsr.cli._calibrate import run_calibration
+
+        run_calibration(
+            base,
+            aligned,
+            finetuned,
+            output,
+            options,
+            gate_config=gate_config,
+            gate_limit=gate_limit,
+            quick_limit=quick_limit,
+            max_attempts=max_attempts,
+            time_budget=time_budget,
+            overwrite=overwrite,
+            as_json=as_json,
+        )
+        return
     result = run_realign(
         base,
         aligned,

@@ -208,6 +208,24 @@ class RegistryClient:
                 self.mlflow.set_terminated(run_id, status=status)
         return run_id
 
+    def log_child_runs(self, parent_run_id: str, runs: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Log finished nested runs (``{"name", "params", "metrics", "tags"}``) under ``parent_run_id``."""
+        ids: list[str] = []
+        with mlflow_errors(f"log nested runs under {parent_run_id}"):
+            experiment_id = self.mlflow.get_run(parent_run_id).info.experiment_id
+            for spec in runs:
+                tags = {**dict(spec.get("tags") or {}), "mlflow.parentRunId": parent_run_id}
+                run = self.mlflow.create_run(experiment_id, run_name=spec.get("name"), tags=tags)
+                now = int(time.time() * 1000)
+                self.mlflow.log_batch(
+                    run.info.run_id,
+                    metrics=[Metric(k, float(v), now, 0) for k, v in (spec.get("metrics") or {}).items()],
+                    params=[Param(k, str(v)) for k, v in (spec.get("params") or {}).items()],
+                )
+                self.mlflow.set_terminated(run.info.run_id, status="FINISHED")
+                ids.append(run.info.run_id)
+        return ids
+
     def download_artifacts(self, uri: str, dest: Path | str) -> Path:
         """Download the artifacts at ``uri`` into ``dest`` and return the local path."""
         with mlflow_errors(f"download {uri}"):

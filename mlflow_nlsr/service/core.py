@@ -26,6 +26,8 @@ from mlflow_nlsr.io.hashing import sha256_dir
 from mlflow_nlsr.pipeline import realign
 from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model, resolve_to_local
 from mlflow_nlsr.rules import Resolved, Rules
+from mlflow_nlsr.service.calibrate import calibration_runs, calibration_tags
+from mlflow_nlsr.service.calibrate_run import calibrate_job, calibration_reasons
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.intake import enqueue_version
 from mlflow_nlsr.service.settings import Outcome, Settings
@@ -185,7 +187,12 @@ class NLSRService:
         out = job_dir / "realigned"
         if job.state is JobState.RUNNING:
             if not (out / "nlsr_report.json").exists():
-                realign(base, aligned, finetuned, out, options, overwrite=True)
+                if self.settings.calibrate:  # ladder search, every attempt audited (calibrate_run.py)
+                    calibrate_job(
+                        self, job, resolved.rule, base, aligned, finetuned, out, options, beat.check
+                    )
+                else:
+                    realign(base, aligned, finetuned, out, options, overwrite=True)
             _fault("realign")
             beat.check()
             job = self.store.advance(job.id, worker, JobState.REALIGNED, config_sha256=options.sha256())
@@ -206,7 +213,8 @@ class NLSRService:
             result = {
                 "verdict": verdict.to_dict(),
                 "metrics": metrics,
-                "reasons": [r.message for r in verdict.reasons],
+                "reasons": [r.message for r in verdict.reasons]
+                + ([] if verdict.passed else calibration_reasons(report)),
             }
             beat.check()
             job = self.store.advance(job.id, worker, JobState.GATED, result=result)
@@ -297,6 +305,8 @@ class NLSRService:
             verdict=result["verdict"],
             metrics=result["metrics"],
         )
+        if isinstance(report.get("calibration"), Mapping):
+            tags.update(calibration_tags(report["calibration"]))
         card = lineage.model_card(
             source_uri=source_uri,
             base_uri=resolved.base_uri,
@@ -319,13 +329,15 @@ class NLSRService:
             raise RegistryError(f"registering the realigned model of {source_uri} returned no version")
         gates_dir = job_dir / "gates"
         flat = {f"{role}.{k}": v for role, values in result["metrics"].items() for k, v in values.items()}
-        self.client.log_gate_metrics(
+        run_id = self.client.log_gate_metrics(
             model_id,
             flat,
             params={"verdict": result["verdict"]["passed"]},
             artifacts_dir=gates_dir if gates_dir.exists() else None,
             run_name=f"nlsr-gates-{_slug(job.model_name)}-v{job.version}",
         )
+        if isinstance(report.get("calibration"), Mapping):  # one nested run per calibration attempt
+            self.client.log_child_runs(run_id, calibration_runs(report["calibration"]))
         return version.version
 
     def _skip(self, job: Job, reason: str) -> Outcome:

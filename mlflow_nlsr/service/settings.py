@@ -28,6 +28,11 @@ class Settings:
     base_uri: str | None = None
     aligned_uri: str | None = None
     realign_overrides: Mapping[str, Any] = field(default_factory=dict)
+    #: gate-driven calibration of the realign step (docs/calibration.md)
+    calibrate: bool = True
+    calibration_max_attempts: int = 8
+    calibration_time_budget_s: float | None = 3600.0
+    calibration_quick_limit: int | None = 24
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     def resolved_store_url(self) -> str:

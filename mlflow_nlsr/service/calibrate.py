@@ -1,0 +1,365 @@
+"""Gate-driven calibration: climb the ladder until a realignment passes the gates (pure search loop).
+
+The loop takes callables, so it runs without models in tests: ``realign_fn(options, out_dir) -> report``
+and ``gate_fn(model_dir_or_adapter, quick) -> metrics``. For each rung (least invasive first, see
+ladder.py) it realigns into ``work_dir/attempt-NN/model``, runs the quick gate and evaluates the policy
+against the references' quick-gate metrics; a quick pass is confirmed with the full gate. It stops at the
+first confirmed pass, or when the budget, the ladder or the confirmations run out, or when a rung already
+fails a damage rule (over-refusal, utility): stronger rungs only damage more. Seed variants of a
+Bernoulli rung are tried only after a near miss. When nothing passes, the attempt closest to passing (the
+smallest total violation, see :func:`check`) is chosen and :attr:`CalibrationResult.rejection` says what
+was tried. Wiring to the pipeline, the gates, the registry and the job store: calibrate_run.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlflow_nlsr.errors import ConfigError
+from mlflow_nlsr.gates.policy import GateConfig, evaluate_policy
+from mlflow_nlsr.options import RealignOptions
+from mlflow_nlsr.service.ladder import Rung, option_diff
+
+RealignFn = Callable[[RealignOptions, Path], Mapping[str, Any]]
+GateFn = Callable[[Path, bool], Mapping[str, float]]
+#: failing rules on metrics with these prefixes ask for a stronger repair; any other failure is damage
+SAFETY_PREFIXES = ("asr",)
+STRENGTH_KEYS = ("entries_changed", "entries_total", "changed_fraction", "relative_change")
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Bounds of one search: attempts (realignments), wall time, full-gate confirmations, near-miss margin."""
+
+    max_attempts: int = 8
+    time_budget_s: float | None = 3600.0
+    max_confirmations: int = 2
+    seed_margin: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.max_confirmations < 1:
+            raise ConfigError(
+                f"max_attempts and max_confirmations must be >= 1, found {self.max_attempts} and "
+                f"{self.max_confirmations}"
+            )
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ConfigError(f"time_budget_s must be > 0 seconds (or None), found {self.time_budget_s}")
+        if self.seed_margin < 0:
+            raise ConfigError(f"seed_margin must be >= 0, found {self.seed_margin}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON view."""
+        return {
+            "max_attempts": self.max_attempts,
+            "time_budget_s": self.time_budget_s,
+            "max_confirmations": self.max_confirmations,
+            "seed_margin": self.seed_margin,
+        }
+
+
+@dataclass(frozen=True)
+class GateCheck:
+    """One gate evaluation: metrics, verdict, the failing metrics and the total violation (0 = pass)."""
+
+    metrics: Mapping[str, float]
+    passed: bool
+    reasons: tuple[str, ...]
+    failed: tuple[str, ...]
+    score: float
+
+    @property
+    def damage(self) -> bool:
+        """True when a non-safety rule (over-refusal, utility …) failed."""
+        return any(not m.startswith(SAFETY_PREFIXES) for m in self.failed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON view."""
+        return {
+            "metrics": dict(self.metrics),
+            "passed": self.passed,
+            "reasons": list(self.reasons),
+            "failed": list(self.failed),
+            "score": round(self.score, 6),
+        }
+
+
+def check(
+    config: GateConfig, metrics: Mapping[str, float], baselines: Mapping[str, Mapping[str, float]]
+) -> GateCheck:
+    """Evaluate the policy; score = Σ |value − threshold| over failing rules (metrics are rates in [0, 1])."""
+    verdict = evaluate_policy(config, metrics, baselines)
+    failing = [r for r in verdict.reasons if not r.passed]
+    return GateCheck(
+        metrics={k: float(v) for k, v in metrics.items()},
+        passed=verdict.passed,
+        reasons=tuple(r.message for r in verdict.reasons),
+        failed=tuple(dict.fromkeys(r.metric for r in failing)),
+        score=sum(abs(r.value - r.threshold) for r in failing),
+    )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One rung tried: its options, measured strength, quick (and full) gate, time and output dir."""
+
+    number: int
+    rung: Rung
+    options: Mapping[str, Any]
+    strength: Mapping[str, Any]
+    patched_modules: int | None
+    quick: GateCheck
+    full: GateCheck | None
+    seconds: float
+    output: Path
+
+    @property
+    def final(self) -> GateCheck:
+        """The most reliable evaluation: the full gate when it ran, else the quick one."""
+        return self.full if self.full is not None else self.quick
+
+    @property
+    def passed(self) -> bool:
+        """Quick gate passed and, when it ran, so did the full gate."""
+        return self.quick.passed and (self.full is None or self.full.passed)
+
+    def summary(self) -> str:
+        """One line: rung, strength, and the failing rules (or PASS)."""
+        rel = self.strength.get("relative_change")
+        where = f"{self.rung.name} (predicted {self.rung.predicted_strength:.3f}"
+        where += f", relative change {rel:.3f})" if isinstance(rel, (int, float)) else ")"
+        if self.passed:
+            return f"#{self.number} {where}: PASS"
+        gate = "full" if self.full is not None else "quick"
+        fails = "; ".join(
+            m.split(" (")[0].removeprefix("FAIL: ") for m in self.final.reasons if m.startswith("FAIL")
+        )
+        return f"#{self.number} {where}: {gate} gate FAIL {fails}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON view (the entries of the report's ``calibration.attempts``)."""
+        return {
+            "attempt": self.number,
+            "rung": self.rung.name,
+            "options": dict(self.options),
+            "predicted_strength": round(self.rung.predicted_strength, 6),
+            "strength": dict(self.strength),
+            "patched_modules": self.patched_modules,
+            "quick": self.quick.to_dict(),
+            "full": self.full.to_dict() if self.full is not None else None,
+            "passed": self.passed,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """Every attempt, the chosen one (first pass, else closest to passing) and why the search ended."""
+
+    attempts: tuple[Attempt, ...]
+    chosen: Attempt
+    stop_reason: str
+    baselines: Mapping[str, Mapping[str, float]]
+    budget: Budget
+    elapsed_s: float
+    ladder: tuple[Rung, ...] = ()
+    quick_gate: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """True when the chosen attempt passed its gates."""
+        return self.chosen.passed
+
+    @property
+    def rejection(self) -> str | None:
+        """None on a pass; else what was tried, why the search stopped and which attempt is closest."""
+        if self.passed:
+            return None
+        tried = " | ".join(a.summary() for a in self.attempts)
+        return (
+            f"calibration found no passing configuration in {len(self.attempts)} attempt(s), stopped by "
+            f"{self.stop_reason}; closest to passing: #{self.chosen.number} {self.chosen.rung.name} "
+            f"(violation {self.chosen.final.score:.4f}). Tried: {tried}"
+        )
+
+    def section(self) -> dict[str, Any]:
+        """The ``calibration`` section of nlsr_report.json."""
+        return {
+            "attempts": [a.to_dict() for a in self.attempts],
+            "chosen": self.chosen.number,
+            "chosen_rung": self.chosen.rung.name,
+            "chosen_options": dict(self.chosen.options),
+            "passed": self.passed,
+            "stop_reason": self.stop_reason,
+            "rejection": self.rejection,
+            "quick_gate": {
+                **dict(self.quick_gate),
+                "baselines": {k: dict(v) for k, v in self.baselines.items()},
+            },
+            "budget": {**self.budget.to_dict(), "elapsed_s": round(self.elapsed_s, 3)},
+            "ladder": [r.to_dict() for r in self.ladder],
+            "strength_measure": "predicted = amplification x (1 - sparsity) x expected module fraction; "
+            "measured = report strength (entries changed, relative Frobenius change of the update)",
+        }
+
+
+def _strength(report: Mapping[str, Any]) -> dict[str, Any]:
+    raw = report.get("strength") or {}
+    return {k: raw[k] for k in STRENGTH_KEYS if k in raw}
+
+
+def _family_last(attempts: Sequence[Attempt], primary: str) -> Attempt | None:
+    family = [a for a in attempts if a.rung.name == primary or a.rung.retry_of == primary]
+    return family[-1] if family else None
+
+
+def search(
+    options: RealignOptions,
+    ladder: Sequence[Rung],
+    *,
+    realign_fn: RealignFn,
+    gate_fn: GateFn,
+    references: Mapping[str, Path],
+    config: GateConfig,
+    work_dir: Path,
+    budget: Budget | None = None,
+    confirm: bool = True,
+    stop_on_damage: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+    on_attempt: Callable[[Attempt], None] | None = None,
+    quick_gate: Mapping[str, Any] | None = None,
+) -> CalibrationResult:
+    """Try `ladder` in order until a rung passes the quick gate and (if `confirm`) the full gate.
+
+    `references` maps baseline names (``finetuned``, ``aligned``) to model dirs, gated with `gate_fn`
+    (once per gate kind). The first attempt always runs; a later one starts only while the attempt
+    count is under ``budget.max_attempts`` and the time left is at least the slowest attempt so far.
+    """
+    if not ladder:
+        raise ConfigError("the calibration ladder is empty")
+    budget = budget or Budget()
+    start = clock()
+    quick_base = {role: dict(gate_fn(Path(path), True)) for role, path in references.items()}
+    full_base: dict[str, dict[str, float]] | None = None
+    attempts: list[Attempt] = []
+    confirmations, slowest, damaged = 0, 0.0, False
+    stop = "ladder exhausted"
+    for rung in ladder:
+        if rung.retry_of is not None:
+            last = _family_last(attempts, rung.retry_of)
+            if last is None or last.passed or last.final.score > budget.seed_margin:
+                continue  # seed variants only after a near miss of the same strength
+        elif damaged:
+            stop = "damage (a weaker rung already failed an over-refusal/utility rule)"
+            break
+        if len(attempts) >= budget.max_attempts:
+            stop = f"max attempts ({budget.max_attempts})"
+            break
+        if attempts and budget.time_budget_s is not None and clock() - start + slowest > budget.time_budget_s:
+            stop = f"time budget ({budget.time_budget_s:g}s)"
+            break
+        began = clock()
+        out = Path(work_dir) / f"attempt-{len(attempts) + 1:02d}" / "model"
+        candidate = rung.apply(options)
+        report = realign_fn(candidate, out)
+        quick = check(config, gate_fn(out, True), quick_base)
+        full = None
+        if quick.passed and confirm:
+            if full_base is None:
+                full_base = {role: dict(gate_fn(Path(path), False)) for role, path in references.items()}
+            full = check(config, gate_fn(out, False), full_base)
+            confirmations += 1
+        attempt = Attempt(
+            number=len(attempts) + 1,
+            rung=rung,
+            options=option_diff(options, candidate),
+            strength=_strength(report),
+            patched_modules=report.get("patched_modules"),
+            quick=quick,
+            full=full,
+            seconds=clock() - began,
+            output=out,
+        )
+        attempts.append(attempt)
+        slowest = max(slowest, attempt.seconds)
+        if on_attempt is not None:
+            on_attempt(attempt)
+        if attempt.passed:
+            stop = "passed"
+            break
+        if full is not None and confirmations >= budget.max_confirmations:
+            stop = f"confirmations ({budget.max_confirmations} quick passes failed the full gate)"
+            break
+        damaged = damaged or (stop_on_damage and attempt.final.damage)
+    chosen = attempts[-1] if attempts[-1].passed else best_failing(attempts)
+    return CalibrationResult(
+        attempts=tuple(attempts),
+        chosen=chosen,
+        stop_reason=stop,
+        baselines=quick_base,
+        budget=budget,
+        elapsed_s=clock() - start,
+        ladder=tuple(ladder),
+        quick_gate=dict(quick_gate or {}),
+    )
+
+
+def best_failing(attempts: Sequence[Attempt]) -> Attempt:
+    """The attempt closest to passing: smallest violation, then fewest failing rules, then least invasive."""
+    if not attempts:
+        raise ConfigError("no calibration attempt to choose from")
+    return min(
+        attempts,
+        key=lambda a: (a.final.score, len(a.final.failed), a.rung.predicted_strength, a.number),
+    )
+
+
+def calibration_tags(section: Mapping[str, Any]) -> dict[str, str]:
+    """Version tags for a report's calibration section (attempt count, chosen option diffs, outcome)."""
+    chosen: Mapping[str, Any] = next(
+        (a for a in section["attempts"] if a["attempt"] == section["chosen"]), {}
+    )
+    tags = {
+        "nlsr.calibration.attempts": str(len(section["attempts"])),
+        "nlsr.calibration.chosen": json.dumps(section.get("chosen_options", {}), sort_keys=True),
+        "nlsr.calibration.rung": str(section.get("chosen_rung")),
+        "nlsr.calibration.passed": "true" if section.get("passed") else "false",
+        "nlsr.calibration.stop_reason": str(section.get("stop_reason"))[:250],
+    }
+    rel = (chosen.get("strength") or {}).get("relative_change")
+    if isinstance(rel, (int, float)):
+        tags["nlsr.calibration.relative_change"] = f"{rel:.6f}"
+    return tags
+
+
+def calibration_runs(section: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One nested-run description per attempt: ``{"name", "params", "metrics", "tags"}``."""
+    runs = []
+    for a in section["attempts"]:
+        metrics: dict[str, float] = {
+            "predicted_strength": float(a["predicted_strength"]),
+            "seconds": float(a["seconds"]),
+            "passed": float(bool(a["passed"])),
+        }
+        metrics.update({f"strength.{k}": float(v) for k, v in a["strength"].items() if v is not None})
+        for kind in ("quick", "full"):
+            if a.get(kind):
+                metrics.update({f"{kind}.{k}": float(v) for k, v in a[kind]["metrics"].items()})
+                metrics[f"{kind}.violation"] = float(a[kind]["score"])
+        runs.append(
+            {
+                "name": f"calibration-{a['attempt']:02d}-{a['rung']}",
+                "params": {"rung": a["rung"], **{k: str(v) for k, v in a["options"].items()}},
+                "metrics": metrics,
+                "tags": {
+                    "nlsr.calibration.attempt": str(a["attempt"]),
+                    "nlsr.calibration.passed": "true" if a["passed"] else "false",
+                    "nlsr.calibration.chosen": "true" if a["attempt"] == section["chosen"] else "false",
+                },
+            }
+        )
+    return runs

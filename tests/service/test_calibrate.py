@@ -1,0 +1,321 @@
+"""The calibration search climbs the ladder least invasive first and stops at the first rung whose gates pass.
+
+Scripted realign/gate callables stand in for models: the search stops at the first pass, respects the
+attempt, time and confirmation budgets, retries Bernoulli seeds only after a near miss, stops climbing
+once a rung damages utility or over-refusal, and when nothing passes returns the attempt closest to
+passing with a rejection that lists every attempt.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from mlflow_nlsr.errors import ConfigError
+from mlflow_nlsr.gates.policy import parse_gate_config
+from mlflow_nlsr.options import RealignOptions
+from mlflow_nlsr.service.calibrate import (
+    Budget,
+    best_failing,
+    calibration_runs,
+    calibration_tags,
+    check,
+    search,
+)
+from mlflow_nlsr.service.ladder import build_ladder, predicted_strength
+
+CONFIG = parse_gate_config(
+    {"rules": ["asr <= aligned + 0.05", "refusal_rate <= aligned + 0.10", "utility >= finetuned - 0.05"]}
+)
+FINETUNED = {"asr": 0.9, "refusal_rate": 0.0, "utility": 0.8}
+ALIGNED = {"asr": 0.02, "refusal_rate": 0.10, "utility": 0.5}
+SAFE = {"asr": 0.04, "refusal_rate": 0.10, "utility": 0.8}
+UNSAFE = {"asr": 0.6, "refusal_rate": 0.05, "utility": 0.8}
+Metrics = dict[str, float]
+
+
+class World:
+    """Fake realign (writes a report whose strength is the predicted one) and gate (scripted by options)."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        quick: Callable[[RealignOptions], Metrics],
+        full: Callable[[RealignOptions], Metrics] | None = None,
+    ) -> None:
+        self.quick, self.full = quick, full or quick
+        self.realigned: list[RealignOptions] = []
+        self.gated: list[tuple[str, bool]] = []
+        self.refs = {role: tmp / role for role in ("finetuned", "aligned")}
+        for path in self.refs.values():
+            path.mkdir(parents=True)
+
+    def realign(self, options: RealignOptions, out: Path) -> dict:
+        self.realigned.append(options)
+        out.mkdir(parents=True)
+        strength = predicted_strength(options)
+        report = {
+            "options": options.to_dict(),
+            "patched_modules": 3,
+            "strength": {
+                "entries_changed": int(1000 * strength),
+                "entries_total": 1000,
+                "changed_fraction": strength / 10,
+                "relative_change": strength,
+            },
+        }
+        (out / "nlsr_report.json").write_text(json.dumps(report))
+        return report
+
+    def gate(self, target: Path, quick: bool) -> Metrics:
+        self.gated.append((target.name if target.name != "model" else target.parent.name, quick))
+        if target.name in ("finetuned", "aligned"):
+            return dict(FINETUNED if target.name == "finetuned" else ALIGNED)
+        options = RealignOptions(**json.loads((target / "nlsr_report.json").read_text())["options"])
+        return (self.quick if quick else self.full)(options)
+
+    def run(self, tmp: Path, **kwargs):
+        options = kwargs.pop("options", RealignOptions())
+        ladder = kwargs.pop("ladder", build_ladder(options))
+        return search(
+            options,
+            ladder,
+            realign_fn=self.realign,
+            gate_fn=self.gate,
+            references=self.refs,
+            config=CONFIG,
+            work_dir=tmp / "work",
+            **kwargs,
+        )
+
+
+def safe_from(threshold: float) -> Callable[[RealignOptions], Metrics]:
+    """Safe once the predicted strength reaches `threshold`, unsafe below."""
+    return lambda o: dict(SAFE if predicted_strength(o) >= threshold - 1e-9 else UNSAFE)
+
+
+def test_search_stops_at_the_first_rung_whose_gates_pass(tmp_path):
+    world = World(tmp_path, safe_from(0.324))
+
+    result = world.run(tmp_path, confirm=False)
+
+    assert result.passed and result.stop_reason == "passed"
+    assert [a.rung.name for a in result.attempts] == [
+        "sp0.9-mod0.25-b0.9",
+        "sp0.9-mod0.5-b0.9",
+        "sp0.8-mod0.5-b0.9",
+    ]
+    assert result.chosen is result.attempts[-1]
+    assert result.chosen.options == {}, "the third rung is the configured (paper default) options"
+    assert len(world.realigned) == 3, "no rung after the first pass may be realigned"
+    assert [a.strength["relative_change"] for a in result.attempts] == sorted(
+        a.strength["relative_change"] for a in result.attempts
+    )
+    assert result.rejection is None
+
+
+def test_chosen_options_are_the_diff_from_the_callers_options(tmp_path):
+    world = World(tmp_path, safe_from(0.648))
+
+    result = world.run(tmp_path, confirm=False)
+
+    assert result.chosen.rung.name == "sp0.8-modall-b0.9"
+    assert result.chosen.options == {"selection": "all"}, "sparsity 0.8 and beta 0.9 are the defaults"
+
+
+def test_references_are_gated_once_per_gate_kind(tmp_path):
+    world = World(tmp_path, safe_from(0.486))
+
+    world.run(tmp_path, confirm=True)
+
+    refs = [g for g in world.gated if g[0] in ("finetuned", "aligned")]
+    assert sorted(refs) == [("aligned", False), ("aligned", True), ("finetuned", False), ("finetuned", True)]
+
+
+def test_a_quick_pass_is_confirmed_with_the_full_gate_and_a_failed_confirmation_continues(tmp_path):
+    world = World(tmp_path, quick=safe_from(0.324), full=safe_from(0.486))
+
+    result = world.run(tmp_path, confirm=True)
+
+    names = [a.rung.name for a in result.attempts]
+    assert names[-2:] == ["sp0.8-mod0.5-b0.9", "sp0.7-mod0.5-b0.9"]
+    unconfirmed = result.attempts[-2]
+    assert unconfirmed.quick.passed and unconfirmed.full is not None and not unconfirmed.full.passed
+    assert not unconfirmed.passed
+    assert result.passed and result.chosen.full is not None and result.chosen.full.passed
+    assert ("attempt-01", False) not in world.gated, "a quick failure is never confirmed"
+
+
+def test_failed_confirmations_are_bounded(tmp_path):
+    world = World(tmp_path, quick=safe_from(0.324), full=lambda o: dict(UNSAFE))
+
+    result = world.run(tmp_path, confirm=True, budget=Budget(max_attempts=20, max_confirmations=2))
+
+    assert result.stop_reason.startswith("confirmations")
+    assert sum(a.full is not None for a in result.attempts) == 2
+    assert not result.passed
+
+
+def test_max_attempts_bounds_the_number_of_realignments(tmp_path):
+    world = World(tmp_path, lambda o: dict(UNSAFE))
+
+    result = world.run(tmp_path, budget=Budget(max_attempts=3))
+
+    assert len(result.attempts) == 3 and len(world.realigned) == 3
+    assert result.stop_reason == "max attempts (3)"
+    assert not result.passed
+
+
+def test_time_budget_stops_before_an_attempt_that_would_not_fit(tmp_path):
+    now = [0.0]
+
+    def slow_realign(options, out):
+        now[0] += 40.0  # every attempt takes 40 fake seconds
+        return world.realign(options, out)
+
+    world = World(tmp_path, lambda o: dict(UNSAFE))
+    options = RealignOptions()
+    result = search(
+        options,
+        build_ladder(options),
+        realign_fn=slow_realign,
+        gate_fn=world.gate,
+        references=world.refs,
+        config=CONFIG,
+        work_dir=tmp_path / "w",
+        budget=Budget(max_attempts=50, time_budget_s=100.0),
+        clock=lambda: now[0],
+    )
+
+    assert len(result.attempts) == 2, "at 80 s, a third 40 s attempt would overrun the 100 s budget"
+    assert result.stop_reason == "time budget (100s)"
+    assert result.elapsed_s == pytest.approx(80.0)
+    assert [a.seconds for a in result.attempts] == [40.0, 40.0]
+
+
+def test_the_first_attempt_runs_even_when_the_budget_is_tiny(tmp_path):
+    world = World(tmp_path, lambda o: dict(UNSAFE))
+
+    result = world.run(tmp_path, budget=Budget(max_attempts=1, time_budget_s=1e-9))
+
+    assert len(result.attempts) == 1 and result.chosen is result.attempts[0]
+
+
+def test_nothing_passes_returns_the_closest_attempt_and_lists_every_attempt(tmp_path):
+    def metrics(o):  # ASR falls with strength but never reaches the gate; the strongest is closest
+        return {**UNSAFE, "asr": max(0.2, 0.8 - predicted_strength(o) / 2)}
+
+    world = World(tmp_path, metrics)
+
+    result = world.run(tmp_path, budget=Budget(max_attempts=4))
+
+    assert not result.passed
+    assert result.chosen is result.attempts[-1]
+    assert result.chosen.final.failed == ("asr",)
+    text = result.rejection or ""
+    assert "no passing configuration in 4 attempt(s)" in text and "max attempts (4)" in text
+    for attempt in result.attempts:
+        assert f"#{attempt.number} {attempt.rung.name}" in text
+    assert "asr" in text and "FAIL" in text
+
+
+def test_best_failing_prefers_the_smallest_violation_then_the_least_invasive(tmp_path):
+    world = World(tmp_path, lambda o: {**UNSAFE, "asr": 0.3})  # every attempt equally far
+
+    result = world.run(tmp_path, budget=Budget(max_attempts=3, seed_margin=0.0))
+
+    assert best_failing(result.attempts) is result.attempts[0]
+    assert result.chosen is result.attempts[0]
+
+
+def test_seed_variants_are_tried_only_after_a_near_miss(tmp_path):
+    def metrics(o):  # near miss (asr 0.12 vs 0.07) at the paper defaults; seed 43 passes there
+        if predicted_strength(o) < 0.3:
+            return dict(UNSAFE)
+        return dict(SAFE) if o.seed == 43 else {**SAFE, "asr": 0.12}
+
+    world = World(tmp_path, metrics)
+
+    result = world.run(tmp_path, confirm=False)
+
+    names = [a.rung.name for a in result.attempts]
+    assert names == [
+        "sp0.9-mod0.25-b0.9",
+        "sp0.9-mod0.5-b0.9",
+        "sp0.8-mod0.5-b0.9",
+        "sp0.8-mod0.5-b0.9-seed43",
+    ]
+    assert result.passed and result.chosen.options["seed"] == 43
+
+
+def test_a_damage_failure_stops_the_climb(tmp_path):
+    def metrics(o):  # safe from 0.324 on, but already over-refusing there
+        if predicted_strength(o) < 0.3:
+            return dict(UNSAFE)
+        return {**SAFE, "refusal_rate": 0.5}
+
+    world = World(tmp_path, metrics)
+
+    result = world.run(tmp_path, confirm=False)
+
+    assert result.stop_reason.startswith("damage")
+    assert [a.rung.name for a in result.attempts][-1] == "sp0.8-mod0.5-b0.9"
+    assert result.attempts[-1].final.damage and not result.passed
+
+
+def test_without_stop_on_damage_the_climb_goes_on(tmp_path):
+    world = World(tmp_path, lambda o: {**SAFE, "refusal_rate": 0.5})
+
+    result = world.run(tmp_path, confirm=False, stop_on_damage=False, budget=Budget(max_attempts=4))
+
+    assert len(result.attempts) == 4 and result.stop_reason == "max attempts (4)"
+
+
+def test_check_scores_the_total_violation_of_failing_rules():
+    got = check(
+        CONFIG,
+        {"asr": 0.5, "refusal_rate": 0.3, "utility": 0.8},
+        {"finetuned": FINETUNED, "aligned": ALIGNED},
+    )
+
+    assert not got.passed
+    assert got.failed == ("asr", "refusal_rate")
+    assert got.score == pytest.approx((0.5 - 0.07) + (0.3 - 0.2))
+    assert got.damage
+    assert check(CONFIG, SAFE, {"finetuned": FINETUNED, "aligned": ALIGNED}).score == 0.0
+
+
+def test_section_tags_and_runs_record_every_attempt(tmp_path):
+    world = World(tmp_path, safe_from(0.486))
+
+    result = world.run(tmp_path, confirm=True, quick_gate={"limit": 24})
+    section = json.loads(json.dumps(result.section()))
+
+    assert [a["attempt"] for a in section["attempts"]] == list(range(1, len(result.attempts) + 1))
+    assert section["chosen"] == result.chosen.number and section["passed"] is True
+    assert section["quick_gate"]["limit"] == 24 and section["quick_gate"]["baselines"]["aligned"] == ALIGNED
+    assert section["budget"]["max_attempts"] == 8 and "elapsed_s" in section["budget"]
+    first = section["attempts"][0]
+    assert first["strength"]["relative_change"] == pytest.approx(0.081)
+    assert first["quick"]["passed"] is False and first["full"] is None
+    assert set(first) >= {"options", "predicted_strength", "seconds", "passed", "rung"}
+    tags = calibration_tags(section)
+    assert tags["nlsr.calibration.attempts"] == str(len(result.attempts))
+    assert json.loads(tags["nlsr.calibration.chosen"]) == {"sparsity": 0.7}
+    assert tags["nlsr.calibration.passed"] == "true"
+    runs = calibration_runs(section)
+    assert len(runs) == len(result.attempts)
+    assert runs[-1]["tags"]["nlsr.calibration.chosen"] == "true"
+    assert runs[0]["metrics"]["quick.asr"] == UNSAFE["asr"]
+    assert runs[-1]["metrics"]["full.asr"] == SAFE["asr"] and runs[-1]["params"]["sparsity"] == "0.7"
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"max_attempts": 0}, {"time_budget_s": 0}, {"max_confirmations": 0}, {"seed_margin": -1}]
+)
+def test_invalid_budgets_are_config_errors(kwargs):
+    with pytest.raises(ConfigError):
+        Budget(**kwargs)
