@@ -9,10 +9,10 @@ width and different depth: peak RSS must not grow with the number of layers.
 
 mergekit is a bench-only extra: it is installed into bench/out/venv-mergekit (``--setup-mergekit``), a
 venv that reuses the project venv's torch/transformers through a .pth file and adds mergekit with
-``pip install --no-deps`` plus its two missing small dependencies. Without it the script still runs ours
-and reports mergekit as unavailable, with the reason.
+``pip install --no-deps`` plus its two missing small dependencies (on first use; ``--no-setup-mergekit``
+skips it). Without it the script still runs ours and reports mergekit as unavailable, with the reason.
 
-    .venv/bin/python bench/realign_vs_mergekit.py --size 0.5GB --setup-mergekit
+    .venv/bin/python bench/realign_vs_mergekit.py --size 0.5GB
 """
 
 from __future__ import annotations
@@ -244,8 +244,8 @@ def main() -> None:
     parser.add_argument("--depths", type=int, nargs=2, default=[4, 16], help="layers of the depth check")
     parser.add_argument("--depth-shard-size", default="100MB", help="input shard size in the depth check")
     parser.add_argument("--no-depth-check", action="store_true", help="skip the memory-vs-depth check")
-    parser.add_argument("--setup-mergekit", action="store_true",
-                        help="create bench/out/venv-mergekit if missing")
+    parser.add_argument("--setup-mergekit", action=argparse.BooleanOptionalAction, default=True,
+                        help="install mergekit into bench/out/venv-mergekit when missing (needs the network)")
     parser.add_argument("--keep-outputs", action="store_true", help="keep the realigned/merged outputs")
     parser.add_argument("--json", type=Path, default=OUT / "realign_vs_mergekit.json", help="result file")
     args = parser.parse_args()

@@ -126,8 +126,9 @@ def module_pass(key: str, base: Source, aligned: Source, finetuned: Source, opti
     # the reference W_0 + ΔW_e at the masked entries, cast to W_t's dtype as core.transplant_delta does
     new = w_0.add_(delta_e).reshape(-1).index_select(0, index).to(w_t.dtype)
     old = w_t.reshape(-1).index_select(0, index)
-    stats = ModuleStats(key, similarity, index.numel() / max(1, mask.numel()), int(torch.count_nonzero(new != old)),
-                        w_t.numel(), float((new.double() - old.double()).pow_(2).sum()), update_sq)
+    changed = int(torch.count_nonzero(new != old))
+    stats = ModuleStats(key, similarity, index.numel() / max(1, mask.numel()), changed, w_t.numel(),
+                        float((new.double() - old.double()).pow_(2).sum()), update_sq)
     return stats, mask.cpu(), new.cpu()
 
 
