@@ -27,6 +27,18 @@ import pytest
 from tests import factories
 
 STARTUP_TIMEOUT_S = 240
+_SERVER_LOGS: list[Path] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach the tail of the mlflow server log to failing registry tests."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and _SERVER_LOGS and _SERVER_LOGS[-1].exists():
+        report.sections.append(
+            ("mlflow server log (tail)", _SERVER_LOGS[-1].read_text(errors="replace")[-4000:])
+        )
 
 
 @dataclass
@@ -89,6 +101,7 @@ def mlflow_server(tmp_path_factory) -> MlflowServer:
         MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="true",
         MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY=Fernet.generate_key().decode(),
         MLFLOW_WEBHOOK_CACHE_TTL="1",
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
         OMP_NUM_THREADS="1",
     )
     mlflow_bin = Path(sys.executable).with_name("mlflow")
@@ -103,6 +116,7 @@ def mlflow_server(tmp_path_factory) -> MlflowServer:
         "--workers", "1",
     ]  # fmt: skip
     log = root / "server.log"
+    _SERVER_LOGS.append(log)
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -111,14 +125,16 @@ def mlflow_server(tmp_path_factory) -> MlflowServer:
             if proc.poll() is not None:
                 raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server not healthy after {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"mlflow server not healthy after {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-3000:]}"
+                )
             time.sleep(0.5)
         yield MlflowServer(url=url, root=root, log=log)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
@@ -188,6 +204,9 @@ def no_process_global_mlflow(tmp_path_factory):
     trap = tmp_path_factory.mktemp("global-trap") / "must-not-exist.db"
     mp = pytest.MonkeyPatch()
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{trap}")
+    # Fail fast instead of MLflow's default ~2 min of client retries per request.
+    mp.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    mp.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "60")
     mp.delenv("MLFLOW_REGISTRY_URI", raising=False)
     yield
     mp.undo()

@@ -78,7 +78,9 @@ def test_an_alias_and_a_logged_model_uri_resolve_too(registry, hf_version, tiny_
     assert _same_files(tiny_hf_dir, resolve_to_local(f"models:/{model_id}", tmp_path / "m", registry))
 
 
-def test_a_peft_adapter_round_trips_and_peft_loads_it(registry, tiny_hf_dir, tiny_peft_dir, model_name, tmp_path):
+def test_a_peft_adapter_round_trips_and_peft_loads_it(
+    registry, tiny_hf_dir, tiny_peft_dir, model_name, tmp_path
+):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -129,7 +131,9 @@ def test_a_failed_upload_marks_the_logged_model_failed(registry, tiny_peft_dir, 
 
 
 @pytest.mark.parametrize("version", ["99", "1"])
-def test_unknown_or_deleted_versions_are_registry_errors(registry, hf_version, tiny_peft_dir, version, tmp_path):
+def test_unknown_or_deleted_versions_are_registry_errors(
+    registry, hf_version, tiny_peft_dir, version, tmp_path
+):
     name, _, _ = hf_version
     if version == "1":  # a separate model whose only version is deleted
         name = f"{name}-deleted"

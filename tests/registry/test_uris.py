@@ -40,14 +40,19 @@ def test_local_paths_and_file_uris_are_local(tmp_path):
     assert parse_model_uri("relative/dir").kind == "local"
 
 
-@pytest.mark.parametrize("uri", ["models:/chat", "models:/chat/Production", "models:/@safe", "models:/chat@", ""])
+@pytest.mark.parametrize(
+    "uri", ["models:/chat", "models:/chat/Production", "models:/@safe", "models:/chat@", ""]
+)
 def test_malformed_or_stage_models_uris_are_refused(uri):
     with pytest.raises(RegistryError, match="expected"):
         parse_model_uri(uri)
 
 
 def test_model_id_is_parsed_from_a_logged_model_source():
-    assert model_id_from_source("models:/m-7bb93eb35cac4152b0a5b3b9b51b243e") == "m-7bb93eb35cac4152b0a5b3b9b51b243e"
+    assert (
+        model_id_from_source("models:/m-7bb93eb35cac4152b0a5b3b9b51b243e")
+        == "m-7bb93eb35cac4152b0a5b3b9b51b243e"
+    )
     assert model_id_from_source("models:/chat/2") is None
     assert model_id_from_source("runs:/abc/model") is None
     assert model_id_from_source(None) is None

@@ -39,7 +39,9 @@ def _body(**data) -> bytes:
     return json.dumps(payload).encode()
 
 
-def _headers(body: bytes, *, secret: str = SECRET, did: str = "e94535e2-8d0d-447b", ts: int = int(NOW)) -> dict:
+def _headers(
+    body: bytes, *, secret: str = SECRET, did: str = "e94535e2-8d0d-447b", ts: int = int(NOW)
+) -> dict:
     return {
         "Content-Type": "application/json",
         W.DELIVERY_ID_HEADER: did,
@@ -201,16 +203,32 @@ def test_other_events_are_parsed_but_ignorable():
                "data": {"name": "m", "version": "1", "key": "nlsr.status", "value": "pending"}}  # fmt: skip
     event = W.parse_event(tag_set)
     assert event.event == "model_version_tag.set" and event.ignorable and event.data["key"] == "nlsr.status"
-    alias = W.parse_event({"entity": "model_version_alias", "action": "deleted", "data": {"name": "m", "alias": "a"}})
+    alias = W.parse_event(
+        {"entity": "model_version_alias", "action": "deleted", "data": {"name": "m", "alias": "a"}}
+    )
     assert alias.ignorable and alias.version is None
 
 
 def test_mlflows_test_webhook_example_payload_parses():
-    example = {"entity": "model_version", "action": "created", "timestamp": "2026-01-01T00:00:00+00:00",
-               "data": {"name": "example_model", "version": "1", "source": "models:/123", "run_id": "abcd1234abcd5678",
-                        "tags": {"example_key": "example_value"}, "description": "An example model version"}}  # fmt: skip
+    example = {
+        "entity": "model_version",
+        "action": "created",
+        "timestamp": "2026-01-01T00:00:00+00:00",
+        "data": {
+            "name": "example_model",
+            "version": "1",
+            "source": "models:/123",
+            "run_id": "abcd1234abcd5678",
+            "tags": {"example_key": "example_value"},
+            "description": "An example model version",
+        },
+    }
     event = W.parse_event(example)
-    assert (event.name, event.version, dict(event.tags)) == ("example_model", "1", {"example_key": "example_value"})
+    assert (event.name, event.version, dict(event.tags)) == (
+        "example_model",
+        "1",
+        {"example_key": "example_value"},
+    )
 
 
 def test_empty_secret_is_a_configuration_error():
@@ -230,7 +248,9 @@ def test_verification_never_logs(caplog):
 _header_values = st.one_of(st.text(max_size=80), st.sampled_from(["", "v1,", "v1,AAAA", str(int(NOW))]))
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
     max_leaves=20,
 )
 _envelopes = st.fixed_dictionaries(
@@ -253,7 +273,8 @@ _envelopes = st.fixed_dictionaries(
 @given(
     body=st.binary(max_size=300),
     headers=st.dictionaries(
-        st.sampled_from([W.SIGNATURE_HEADER, W.TIMESTAMP_HEADER, W.DELIVERY_ID_HEADER, "x-other"]) | st.text(max_size=20),
+        st.sampled_from([W.SIGNATURE_HEADER, W.TIMESTAMP_HEADER, W.DELIVERY_ID_HEADER, "x-other"])
+        | st.text(max_size=20),
         _header_values,
         max_size=5,
     ),
