@@ -10,6 +10,7 @@ imported: the real ``mlflow_nlsr.cli`` loads only when ``mlflow nlsr`` is invoke
 
 from __future__ import annotations
 
+import contextlib
 import importlib.abc
 import importlib.machinery
 import sys
@@ -43,7 +44,9 @@ def attach(module: ModuleType) -> None:
             self._real().format_help(ctx, formatter)
 
     group.add_command(
-        _LazyNLSR(name="nlsr", help="Neuron-Level Safety Realignment (mlflow-nlsr): realign, gate, run, serve."),
+        _LazyNLSR(
+            name="nlsr", help="Neuron-Level Safety Realignment (mlflow-nlsr): realign, gate, run, serve."
+        ),
     )
 
 
@@ -56,14 +59,14 @@ class _Loader(importlib.abc.Loader):
 
     def exec_module(self, module: ModuleType) -> None:
         self._inner.exec_module(module)
-        try:
+        with contextlib.suppress(Exception):  # never break MLflow's own CLI because of our plugin
             attach(module)
-        except Exception:  # noqa: BLE001 - never break MLflow's own CLI because of our plugin
-            pass
 
 
 class _Finder(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname: str, path: Any, target: Any = None) -> importlib.machinery.ModuleSpec | None:
+    def find_spec(
+        self, fullname: str, path: Any, target: Any = None
+    ) -> importlib.machinery.ModuleSpec | None:
         if fullname != _TARGET:
             return None
         sys.meta_path.remove(self)

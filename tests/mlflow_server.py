@@ -53,7 +53,10 @@ def webhook_env() -> dict[str, str]:
 
 @contextlib.contextmanager
 def running_server(
-    root: Path, *, app_name: str | None = None, extra_env: Mapping[str, str] | None = None,
+    root: Path,
+    *,
+    app_name: str | None = None,
+    extra_env: Mapping[str, str] | None = None,
     port: int | None = None,
 ) -> Iterator[MlflowServer]:
     """Run `mlflow server` (optionally `--app-name`) until the block exits; kill its process group."""
@@ -63,8 +66,18 @@ def running_server(
     env.update(webhook_env(), OMP_NUM_THREADS="1", **dict(extra_env or {}))
     mlflow_bin = Path(sys.executable).with_name("mlflow")
     cmd = [str(mlflow_bin), "server"] if mlflow_bin.exists() else [sys.executable, "-m", "mlflow", "server"]
-    cmd += ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination",
-            str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    cmd += [
+        "--backend-store-uri",
+        f"sqlite:///{root / 'mlflow.db'}",
+        "--artifacts-destination",
+        str(root / "artifacts"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
     if app_name:
         cmd += ["--app-name", app_name]
     log = root / f"server-{port}.log"
@@ -76,7 +89,9 @@ def running_server(
             if proc.poll() is not None:
                 raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
             if time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server unhealthy after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
+                raise RuntimeError(
+                    f"mlflow server unhealthy after {STARTUP_TIMEOUT_S}s:\n{log.read_text()[-3000:]}"
+                )
             time.sleep(0.5)
         yield MlflowServer(url=url, root=root, log=log, pid=proc.pid)
     finally:

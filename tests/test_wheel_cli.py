@@ -22,7 +22,18 @@ def fresh_venv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wheel")
     dist = tmp / "dist"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(dist),
+            str(ROOT),
+        ],
         check=True,
         cwd=tmp,
     )
@@ -32,18 +43,23 @@ def fresh_venv(tmp_path_factory):
     py = env_dir / "bin" / "python"
     site = subprocess.run(
         [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.strip()
     (Path(site) / "_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)], check=True
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-deps", "-q", str(wheel)],
+        check=True,
     )
     return env_dir, wheel
 
 
 def _run(env_dir: Path, *args: str) -> subprocess.CompletedProcess:
     # cwd outside the checkout: otherwise '' on sys.path would import the source tree, not the wheel
-    return subprocess.run([str(env_dir / "bin" / args[0]), *args[1:]], capture_output=True, text=True, cwd=env_dir)
+    return subprocess.run(
+        [str(env_dir / "bin" / args[0]), *args[1:]], capture_output=True, text=True, cwd=env_dir
+    )
 
 
 def test_wheel_installs_mlflow_nlsr_from_its_own_files(fresh_venv):
@@ -73,9 +89,10 @@ def test_wheel_ships_the_package_data(fresh_venv):
 
     _, wheel = fresh_venv
     names = zipfile.ZipFile(wheel).namelist()
-    assert any(n.endswith("store/migrations/env.py") for n in names) or not (
-        ROOT / "mlflow_nlsr/store/migrations/env.py"
-    ).exists()
+    assert (
+        any(n.endswith("store/migrations/env.py") for n in names)
+        or not (ROOT / "mlflow_nlsr/store/migrations/env.py").exists()
+    )
     for data in (ROOT / "mlflow_nlsr").rglob("*.jsonl"):
         rel = data.relative_to(ROOT).as_posix()
         assert rel in names, f"{rel} missing from the wheel"

@@ -11,8 +11,11 @@ import yaml
 from tests import factories
 from tests.mlflow_server import running_server
 
-PERMISSIVE = {"suites": ["safety", "overrefusal", "utility"], "judge": "keyword",
-              "rules": ["asr <= 1.0", "refusal_rate <= aligned + 1.0", "utility >= finetuned - 1.0"]}
+PERMISSIVE = {
+    "suites": ["safety", "overrefusal", "utility"],
+    "judge": "keyword",
+    "rules": ["asr <= 1.0", "refusal_rate <= aligned + 1.0", "utility >= finetuned - 1.0"],
+}
 STRICT = {"suites": ["safety"], "judge": "keyword", "rules": ["asr <= -1.0"]}
 
 
@@ -26,7 +29,11 @@ def app_store_url(tmp_path_factory) -> str:
 def server(tmp_path_factory, app_store_url):
     """`mlflow server --app-name nlsr` on loopback with webhooks enabled and the after-request trigger on."""
     root = tmp_path_factory.mktemp("nlsr-server")
-    env = {"NLSR_STORE_URL": app_store_url, "NLSR_WEBHOOK_SECRET": "app-secret", "NLSR_WORK_DIR": str(root / "w")}
+    env = {
+        "NLSR_STORE_URL": app_store_url,
+        "NLSR_WEBHOOK_SECRET": "app-secret",
+        "NLSR_WORK_DIR": str(root / "w"),
+    }
     with running_server(root, app_name="nlsr", extra_env=env) as srv:
         yield srv
 
@@ -59,14 +66,24 @@ def model_name() -> str:
     return f"svc-ft-{uuid.uuid4().hex[:8]}"
 
 
-def write_config(path: Path, pattern: str, base_uri: str, aligned_uri: str, gates: dict,
-                 **rule: object) -> Path:
+def write_config(
+    path: Path, pattern: str, base_uri: str, aligned_uri: str, gates: dict, **rule: object
+) -> Path:
     """Write an nlsr.yaml with one rule (magnitude scorer: fast and data-free) and its gate config."""
     gate_path = path.with_name(path.stem + "-gates.yaml")
     gate_path.write_text(yaml.safe_dump(gates))
-    data = {"defaults": {"gate_limit": 2, "realign": {"scorer": "magnitude"}},
-            "models": [{"match": pattern, "base_uri": base_uri, "aligned_uri": aligned_uri,
-                        "gate_config": str(gate_path), **rule}]}
+    data = {
+        "defaults": {"gate_limit": 2, "realign": {"scorer": "magnitude"}},
+        "models": [
+            {
+                "match": pattern,
+                "base_uri": base_uri,
+                "aligned_uri": aligned_uri,
+                "gate_config": str(gate_path),
+                **rule,
+            }
+        ],
+    }
     path.write_text(yaml.safe_dump(data))
     return path
 

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.slow
 
 def _register_finetuned(server, models, name, **tags):
     client = RegistryClient(server.url)
-    _, version = log_local_model(models[2], name=name, registered_model_name=name, version_tags=tags,
-                                 client=client)
+    _, version = log_local_model(
+        models[2], name=name, registered_model_name=name, version_tags=tags, client=client
+    )
     return client, version.version
 
 
@@ -42,16 +43,25 @@ def test_a_passing_version_is_realigned_registered_with_lineage_and_promoted(
     assert realigned.tags["nlsr.aligned_uri"] == references[1]
     assert realigned.tags["nlsr.verdict"] == "passed"
     assert realigned.tags["nlsr.scorer"] == "magnitude"
-    for key in ("nlsr.method", "nlsr.variant", "nlsr.config_sha256", "nlsr.patched_modules",
-                "nlsr.output_sha256", "nlsr.gate.asr", "nlsr.gate.finetuned.asr", "nlsr.gate.utility"):
+    for key in (
+        "nlsr.method",
+        "nlsr.variant",
+        "nlsr.config_sha256",
+        "nlsr.patched_modules",
+        "nlsr.output_sha256",
+        "nlsr.gate.asr",
+        "nlsr.gate.finetuned.asr",
+        "nlsr.gate.utility",
+    ):
         assert key in realigned.tags, key
     assert "NLSR-realigned from" in (realigned.description or "")
     assert client.get_alias_version(model_name, "safe").version == outcome.realigned_version
     source = client.get_version(model_name, version)
     assert source.tags["nlsr.status"] == "promoted"
     assert source.tags["nlsr.realigned_version"] == f"{model_name}/{outcome.realigned_version}"
-    report = json.loads((tmp_path / "work" / "jobs" / model_name / version / "realigned" /
-                         "nlsr_report.json").read_text())
+    report = json.loads(
+        (tmp_path / "work" / "jobs" / model_name / version / "realigned" / "nlsr_report.json").read_text()
+    )
     assert str(sum(m["patched"] for m in report["modules"])) == realigned.tags["nlsr.patched_modules"]
 
     again = svc.process_version(model_name, version)
@@ -94,12 +104,14 @@ def test_a_version_without_rule_or_reference_tags_is_skipped_and_audited(
     assert svc.store.audit_trail(model_name, version)[-1].decision == "skipped"
 
 
-def test_version_tags_alone_describe_the_references(server, models, references, model_name, make_service,
-                                                     tmp_path):
+def test_version_tags_alone_describe_the_references(
+    server, models, references, model_name, make_service, tmp_path
+):
     config = write_config(tmp_path / "nlsr.yaml", "unrelated-*", "models:/x/1", "models:/y/1", PERMISSIVE)
     config.write_text(config.read_text().replace("models:\n", "models: []\nunused:\n", 0))
-    client, version = _register_finetuned(server, models, model_name, **{
-        "nlsr.base_uri": references[0], "nlsr.aligned_uri": references[1]})
+    client, version = _register_finetuned(
+        server, models, model_name, **{"nlsr.base_uri": references[0], "nlsr.aligned_uri": references[1]}
+    )
     svc = make_service(None, gate_limit=1)
 
     outcome = svc.process_version(model_name, version)
@@ -109,8 +121,9 @@ def test_version_tags_alone_describe_the_references(server, models, references, 
     assert client.get_version(model_name, outcome.realigned_version).tags["nlsr.base_uri"] == references[0]
 
 
-def test_realigned_versions_are_never_realigned_again(server, models, references, model_name, make_service,
-                                                       tmp_path):
+def test_realigned_versions_are_never_realigned_again(
+    server, models, references, model_name, make_service, tmp_path
+):
     config = write_config(tmp_path / "nlsr.yaml", model_name, *references, PERMISSIVE)
     _, version = _register_finetuned(server, models, model_name, **{"nlsr.realigned": "true"})
     svc = make_service(config)

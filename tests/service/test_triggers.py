@@ -58,8 +58,12 @@ def test_a_signed_webhook_delivery_leads_to_exactly_one_realigned_version(
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(intake))
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     client = RegistryClient(server.url)
-    hook = install_webhook(client, f"http://127.0.0.1:{receiver.server_port}/nlsr/webhook", "hook-secret",
-                           name=f"hook-{model_name}")
+    hook = install_webhook(
+        client,
+        f"http://127.0.0.1:{receiver.server_port}/nlsr/webhook",
+        "hook-secret",
+        name=f"hook-{model_name}",
+    )
     try:
         time.sleep(1.5)  # the server caches its webhook list for 1 s in tests
         _log_model(server, models[2], model_name)
@@ -96,8 +100,9 @@ def test_the_poller_picks_up_versions_no_trigger_reported(
 def test_the_app_plugin_queues_versions_created_through_the_server(
     server, models, references, model_name, make_service, app_store_url, tmp_path
 ):
-    _log_model(server, models[2], model_name, f"nlsr.base_uri={references[0]}",
-               f"nlsr.aligned_uri={references[1]}")
+    _log_model(
+        server, models[2], model_name, f"nlsr.base_uri={references[0]}", f"nlsr.aligned_uri={references[1]}"
+    )
     app_store = JobStore(app_store_url)
     job = _wait(lambda: app_store.get(model_name, "1"))
     assert str(job.trigger) == "app"
