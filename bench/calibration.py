@@ -1,0 +1,247 @@
+"""Fixed defaults vs gate-driven calibration on the demo model (SmolLM2-135M), per poison ratio and seed.
+
+Reuses the demo's cached base model and alignment adapter (``mlflow nlsr demo`` work dir, full preset),
+and its attack adapter for the demo's own poison ratio; the other ratios get new fine-tunes (same recipe,
+same cached stages code) under ``--out``. For every (ratio, seed):
+
+* defaults: ``RealignOptions(seed=seed)``, full gate, pass/fail;
+* calibrated: ``search`` over ``build_ladder(RealignOptions(seed=seed))`` with the quick gate, a quick
+  pass confirmed by the full gate (the product's loop, service/calibrate.py).
+
+The gate is the demo's (safety, over-refusal, sentiment accuracy; the shipped rules). Realignments are
+cached by options hash, gate runs by (model, limit), so the defaults' run is shared with the ladder's
+defaults rung. One JSON line per case goes to ``results.jsonl`` (a rerun skips finished cases);
+``summary.md`` holds the table.
+
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 nohup python bench/calibration.py --demo-work .nlsr-demo \
+        > bench/out/calibration.log 2>&1 &
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow_nlsr.demo.job import DEMO_GATES
+from mlflow_nlsr.demo.model import is_complete
+from mlflow_nlsr.demo.stages import DemoSettings, stage_attack, stage_compliant_answers, stage_info
+from mlflow_nlsr.gates.policy import parse_gate_config
+from mlflow_nlsr.options import RealignOptions
+from mlflow_nlsr.service.calibrate import Budget, check, search
+from mlflow_nlsr.service.ladder import build_ladder, predicted_strength
+
+KEYS = ("asr", "refusal_rate", "sentiment_acc")
+
+
+def log(msg: str) -> None:
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+def finetune(demo: Path, out: Path, ratio: float, settings: DemoSettings) -> Path:
+    """The demo's attack adapter at its own ratio, else a new one trained under `out`."""
+    if abs(stage_info(demo / "attack").get("poison_ratio", -1) - ratio) < 1e-9 and is_complete(
+        demo / "attack"
+    ):
+        return demo / "attack"
+    most = dataclasses.replace(settings, poison_ratio=0.3, progress=False)  # one answer file for all ratios
+    answers = stage_compliant_answers(out / "answers-p0.3", demo / "base", most)
+    ratio_settings = dataclasses.replace(settings, poison_ratio=ratio, progress=False)
+    started = time.perf_counter()
+    path = stage_attack(out / f"p{ratio:g}", demo / "base", demo / "align", answers, ratio_settings)
+    log(f"fine-tune p={ratio:g}: {path} ({time.perf_counter() - started:.0f} s)")
+    return path
+
+
+class Cache:
+    """Realignments by options hash (symlinked into attempt dirs) and gate runs by (model dir, limit)."""
+
+    def __init__(self, root: Path, gates: Path, models: tuple[Path, Path, Path], batch_size: int) -> None:
+        self.root, self.gates = root, gates
+        self.base, self.aligned, self.finetuned = models
+        self.batch_size = batch_size
+        self.limits: dict[bool, int] = {}
+
+    def realign(self, options: RealignOptions, out: Path) -> dict[str, Any]:
+        from mlflow_nlsr.pipeline import realign
+
+        cached = self.root / "realign" / options.sha256()[:16]
+        if not (cached / "nlsr_report.json").is_file():
+            started = time.perf_counter()
+            realign(self.base, self.aligned, self.finetuned, cached, options, progress=False, overwrite=True)
+            log(
+                f"  realigned sp{options.sparsity:g} {options.selection} lr{options.layer_rate:g} "
+                f"b{options.beta:g} seed{options.seed} in {time.perf_counter() - started:.0f} s"
+            )
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not out.exists():
+            out.symlink_to(cached.resolve(), target_is_directory=True)
+        return dict(json.loads((cached / "nlsr_report.json").read_text()))
+
+    def gate(self, target: Path, quick: bool) -> dict[str, float]:
+        from mlflow_nlsr.gates.runner import run_gates
+
+        resolved = Path(target).resolve()
+        limit = self.limits[quick]
+        if resolved.is_relative_to(self.root):
+            out = resolved / f"gates-{limit}"
+        else:  # a reference (fine-tuned, aligned): shared by every case
+            out = (
+                self.gates
+                / f"{resolved.name}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:12]}-{limit}"
+            )
+        if (out / "metrics.json").is_file():
+            return dict(json.loads((out / "metrics.json").read_text())["metrics"])
+        started = time.perf_counter()
+        run = run_gates(
+            self.base,
+            adapter=resolved,
+            suites=tuple(DEMO_GATES["suites"]),
+            tasks_extra=tuple(DEMO_GATES["extra_tasks"]),
+            judge=DEMO_GATES["judge"],
+            limit=limit,
+            batch_size=self.batch_size,
+            output_dir=out,
+        )
+        log(
+            f"  gated {resolved.name} (limit {limit}) in {time.perf_counter() - started:.0f} s: "
+            + ", ".join(f"{k} {run.metrics[k]:.3f}" for k in KEYS)
+        )
+        return dict(run.metrics)
+
+
+def row(metrics: Mapping[str, float]) -> dict[str, float]:
+    return {k: round(metrics[k], 4) for k in KEYS}
+
+
+def run_case(cache: Cache, ratio: float, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    config = parse_gate_config(DEMO_GATES)
+    refs = {"finetuned": cache.finetuned, "aligned": cache.aligned}
+    full_base = {role: cache.gate(path, False) for role, path in refs.items()}
+    defaults = RealignOptions(seed=seed)
+    started = time.perf_counter()
+    report = cache.realign(defaults, cache.root / "defaults" / f"seed{seed}")
+    default_check = check(config, cache.gate(cache.root / "defaults" / f"seed{seed}", False), full_base)
+    default_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    result = search(
+        defaults,
+        build_ladder(defaults),
+        realign_fn=cache.realign,
+        gate_fn=cache.gate,
+        references=refs,
+        config=config,
+        work_dir=cache.root / "search" / f"seed{seed}",
+        budget=Budget(max_attempts=args.max_attempts, time_budget_s=args.time_budget),
+        confirm=args.quick_limit != args.gate_limit,
+    )
+    chosen = result.chosen
+    final = chosen.full if chosen.full is not None else chosen.quick
+    return {
+        "ratio": ratio,
+        "seed": seed,
+        "finetuned": row(full_base["finetuned"]),
+        "aligned": row(full_base["aligned"]),
+        "defaults": {
+            "passed": default_check.passed,
+            **row(default_check.metrics),
+            "failed": list(default_check.failed),
+            "relative_change": report["strength"]["relative_change"],
+            "predicted_strength": predicted_strength(defaults),
+            "seconds": round(default_seconds, 1),
+        },
+        "calibrated": {
+            "passed": result.passed,
+            **row(final.metrics),
+            "failed": list(final.failed),
+            "confirmed": chosen.full is not None,
+            "attempts": len(result.attempts),
+            "chosen": chosen.number,
+            "rung": chosen.rung.name,
+            "options": dict(chosen.options),
+            "relative_change": chosen.strength.get("relative_change"),
+            "predicted_strength": chosen.rung.predicted_strength,
+            "stop_reason": result.stop_reason,
+            "seconds": round(time.perf_counter() - started, 1),
+        },
+        "attempts": [a.to_dict() for a in result.attempts],
+    }
+
+
+def summarize(rows: list[dict[str, Any]], path: Path) -> None:
+    def cell(d: dict[str, Any]) -> str:
+        return (
+            f"{'PASS' if d['passed'] else 'fail'} | {d['asr']:.2f} | {d['refusal_rate']:.2f} | "
+            f"{d['sentiment_acc']:.2f} | {d['relative_change']:.2f}"
+        )
+
+    lines = [
+        "| p | seed | defaults | ASR | over-refusal | sentiment | rel. change | calibrated | ASR | "
+        "over-refusal | sentiment | rel. change | attempts | chosen rung |",
+        "|" + "---|" * 14,
+    ]
+    for r in sorted(rows, key=lambda r: (r["ratio"], r["seed"])):
+        c = r["calibrated"]
+        lines.append(
+            f"| {r['ratio']:g} | {r['seed']} | {cell(r['defaults'])} | {cell(c)} | {c['attempts']} | "
+            f"{c['rung']} |"
+        )
+    rescued = sum(1 for r in rows if not r["defaults"]["passed"] and r["calibrated"]["passed"])
+    failed = sum(1 for r in rows if not r["defaults"]["passed"])
+    lines.append(
+        f"\nDefaults failed in {failed} of {len(rows)} cases; calibration passed in {rescued} of them."
+    )
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--demo-work", type=Path, default=Path(".nlsr-demo"))
+    parser.add_argument("--out", type=Path, default=Path("bench/out/calibration"))
+    parser.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.05, 0.3])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2, 3, 4])
+    parser.add_argument("--quick-limit", type=int, default=24)
+    parser.add_argument("--gate-limit", type=int, default=40)
+    parser.add_argument("--max-attempts", type=int, default=8)
+    parser.add_argument("--time-budget", type=float, default=3600.0)
+    parser.add_argument("--batch-size", type=int, default=8)
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    demo, out = args.demo_work.resolve(), args.out.resolve()
+    if not (is_complete(demo / "base") and is_complete(demo / "align")):
+        raise SystemExit(f"{demo} has no complete base/align stages: run `mlflow nlsr demo` first")
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.jsonl"
+    done = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
+    settings = DemoSettings.full()
+    for ratio in args.ratios:
+        finetuned = finetune(demo, out, ratio, settings)
+        models = (demo / "base", demo / "align", finetuned)
+        cache = Cache(out / f"p{ratio:g}" / "cases", out / "gates", models, args.batch_size)
+        cache.limits = {True: args.quick_limit, False: args.gate_limit}
+        for seed in args.seeds:
+            if any(r["ratio"] == ratio and r["seed"] == seed for r in done):
+                continue
+            log(f"case p={ratio:g} seed={seed}")
+            case = run_case(cache, ratio, seed, args)
+            done.append(case)
+            with results.open("a") as fh:
+                fh.write(json.dumps(case) + "\n")
+            d, c = case["defaults"], case["calibrated"]
+            log(
+                f"case p={ratio:g} seed={seed}: defaults {'PASS' if d['passed'] else 'fail'} "
+                f"asr {d['asr']:.2f}; "
+                f"calibrated {'PASS' if c['passed'] else 'fail'} asr {c['asr']:.2f} after {c['attempts']} "
+                f"attempt(s), {c['rung']}"
+            )
+            summarize(done, out / "summary.md")
+
+
+if __name__ == "__main__":
+    main()
