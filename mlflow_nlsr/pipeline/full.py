@@ -36,24 +36,19 @@ from mlflow_nlsr.core.selection import ModuleSelection
 from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.io.atomic import atomic_output_dir, check_output_free
 from mlflow_nlsr.io.hashing import sha256_dir
+from mlflow_nlsr.io.safetensors_io import SafetensorsReader
+from mlflow_nlsr.io.sharded_writer import Entry, SafetensorsWriter, ShardedWriter, parse_size
+from mlflow_nlsr.io.spill import ValueSpill
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline.full_inputs import (
     CheckpointSource,
     Source,
-    TensorFile,
     is_linear_weight,
     natural_key,
     open_sources,
     validate_sources,
 )
 from mlflow_nlsr.pipeline.full_scoring import RANK_CAP, cosine_at, module_mask
-from mlflow_nlsr.pipeline.full_writer import (
-    Entry,
-    StreamingSafetensors,
-    StreamingShardedWriter,
-    ValueSpill,
-    parse_size,
-)
 from mlflow_nlsr.pipeline.models import resolve_device
 from mlflow_nlsr.pipeline.result import RealignResult
 
@@ -110,8 +105,8 @@ def module_pass(key: str, base: Source, aligned: Source, finetuned: Source, opti
     """Pass 1 for one module: its stats, mask [d_out, d_in] and the new values of its masked entries.
 
     The float32 arithmetic is exactly ``core.extrapolate_delta`` and ``core.transplant_delta`` (same
-    operations in the same order), done in place on private copies: tensors read from a source may be
-    views of a memory-mapped shard and are never modified.
+    operations in the same order), done in place on private copies, so the tensors a source returns are
+    never modified.
     """
     w_0 = base.get(key).to(device=device, dtype=torch.float32, copy=True)
     delta_e = aligned.get(key).to(device=device, dtype=torch.float32, copy=True).sub_(w_0)
@@ -148,8 +143,8 @@ def copy_aux_files(src: Path, dst: Path, extra: Path | None = None) -> list[str]
     return copied
 
 
-def _gram_reader(grams: tuple[Path, dict[str, str]] | None) -> TensorFile | None:
-    return None if grams is None else TensorFile(grams[0])
+def _gram_reader(grams: tuple[Path, dict[str, str]] | None) -> SafetensorsReader | None:
+    return None if grams is None else SafetensorsReader(grams[0])
 
 
 def _pass1(sources: tuple[Source, Source, Source], linear: list[str], options: RealignOptions, work: Path,
@@ -157,7 +152,7 @@ def _pass1(sources: tuple[Source, Source, Source], linear: list[str], options: R
            ) -> tuple[list[ModuleStats], ValueSpill]:
     base, aligned, finetuned = sources
     entries = [Entry(k, "BOOL", finetuned.infos[k].shape) for k in linear]
-    masks = StreamingSafetensors(masks_path, entries, {"nlsr": "True = safety-critical (transplanted)"})
+    masks = SafetensorsWriter(masks_path, entries, {"nlsr": "True = safety-critical (transplanted)"})
     spill = ValueSpill(work / "reference_values.bin")
     reader = _gram_reader(grams)
     stats = []
@@ -175,14 +170,17 @@ def _pass1(sources: tuple[Source, Source, Source], linear: list[str], options: R
         masks.abort()
         spill.close()
         raise
+    finally:
+        if reader is not None:
+            reader.close()
     return stats, spill
 
 
 def _pass2(finetuned: Source, output: Path, shard_size: int, patched: set[str], masks_path: Path,
            spill: ValueSpill, progress: bool) -> dict[str, str]:
     entries = [Entry(k, finetuned.infos[k].dtype, finetuned.infos[k].shape) for k in finetuned.ordered_keys()]
-    writer = StreamingShardedWriter(output, entries, shard_size)
-    masks = TensorFile(masks_path)
+    writer = ShardedWriter(output, entries, max_shard_size=shard_size)
+    masks = SafetensorsReader(masks_path)
     try:
         for key in _progress(writer.order, progress, "nlsr pass 2 (write)"):
             tensor = finetuned.get(key)

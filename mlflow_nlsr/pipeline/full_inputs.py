@@ -1,26 +1,24 @@
 """Full-weight inputs read tensor by tensor: HF checkpoints (single or sharded), PEFT adapters merged lazily.
 
-A checkpoint dir is described by its safetensors headers (dtype, shape, shard of every tensor) before any
-tensor data is read, so three inputs can be checked against each other and the output planned without
-loading a model. A PEFT LoRA adapter on the base is accepted wherever a checkpoint is: its tensors are
-``W_0 + scaling·B@A`` computed for one tensor at a time, exactly as ``peft``'s ``merge_and_unload`` does.
+A checkpoint dir is described by its safetensors headers (dtype, shape, shard of every tensor; read by
+``io.LazyCheckpoint``) before any tensor data is read, so three inputs can be checked against each other
+and the output planned without loading a model. A PEFT LoRA adapter on the base is accepted wherever a
+checkpoint is: its tensors are ``W_0 + scaling·B@A`` computed for one tensor at a time, exactly as
+``peft``'s ``merge_and_unload`` does.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
-from io import BufferedReader
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mlflow_nlsr.errors import CorruptCheckpointError, IncompatibleModelsError, InputError
+from mlflow_nlsr.errors import IncompatibleModelsError, InputError
 from mlflow_nlsr.io.adapters import LoraAdapter, key_a, key_b, read_adapter
-from mlflow_nlsr.io.safetensors_io import INDEX_NAME, SINGLE_NAME
-from mlflow_nlsr.pipeline.full_writer import DTYPES
+from mlflow_nlsr.io.safetensors_io import LazyCheckpoint
 
 _PEFT_PREFIX = "base_model.model."
 _PROJECTIONS = re.compile(r"\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)\.weight$")
@@ -29,16 +27,6 @@ _NOT_LINEAR = ("norm", "embed", "lm_head", "wte", "wpe", "ln_")
 #: config.json fields that must agree between the three inputs (when any of them sets it)
 ARCH_FIELDS = ("model_type", "architectures", "hidden_size", "intermediate_size", "num_hidden_layers",
                "num_attention_heads", "num_key_value_heads", "head_dim", "vocab_size", "tie_word_embeddings")
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    """Header facts of one stored tensor: safetensors dtype name, shape, shard file and byte offset."""
-
-    dtype: str
-    shape: tuple[int, ...]
-    shard: str
-    offset: int
 
 
 def natural_key(text: str) -> list[Any]:
@@ -56,65 +44,6 @@ def is_linear_weight(key: str, shape: tuple[int, ...]) -> bool:
     return bool(_BLOCKS & set(key.split("."))) and not any(part in lowered for part in _NOT_LINEAR)
 
 
-def _read_header(file: Path) -> tuple[dict[str, Any], int]:
-    """The tensor entries of a safetensors header and the byte offset where tensor data starts."""
-    try:
-        with open(file, "rb") as fh:
-            size = int.from_bytes(fh.read(8), "little")
-            if size <= 0 or size > 100_000_000:
-                raise CorruptCheckpointError(f"{file} has an invalid safetensors header length {size}")
-            header = json.loads(fh.read(size))
-    except (OSError, ValueError) as exc:
-        raise CorruptCheckpointError(f"{file} is not a readable safetensors file: {exc}") from exc
-    header.pop("__metadata__", None)
-    end = max((int(v["data_offsets"][1]) for v in header.values()), default=0)
-    if file.stat().st_size < 8 + size + end:
-        raise CorruptCheckpointError(f"{file} is truncated: its header needs {8 + size + end} bytes, "
-                                     f"the file has {file.stat().st_size}")
-    return header, 8 + size
-
-
-class TensorFile:
-    """One safetensors file read with plain reads into fresh tensors (no memory map).
-
-    A memory-mapped shard stays resident as its pages are touched, so reading a whole model through
-    mmap makes RSS grow by up to a shard per input; explicit reads keep RSS at the live tensors.
-    """
-
-    def __init__(self, path: Path) -> None:
-        """Parse the header of `path` (the file is opened on the first read)."""
-        self.path = path
-        self.header, self.data_start = _read_header(path)
-        self._fh: BufferedReader | None = None
-
-    def get(self, key: str) -> torch.Tensor:
-        """Tensor `key` as a new CPU tensor."""
-        entry = self.header.get(key)
-        if entry is None:
-            raise InputError(f"tensor {key} is not in {self.path}")
-        start, end = (int(v) for v in entry["data_offsets"])
-        dtype = DTYPES.get(entry["dtype"])
-        if dtype is None:
-            raise InputError(f"{self.path}: tensor {key} has unsupported dtype {entry['dtype']}")
-        shape = [int(d) for d in entry["shape"]]
-        out = torch.empty(shape, dtype=dtype[0])
-        raw = out.reshape(-1).view(torch.uint8).numpy()
-        if raw.nbytes != end - start:
-            raise CorruptCheckpointError(f"{self.path}: {key} has {end - start} bytes for shape {shape}")
-        if self._fh is None:
-            self._fh = open(self.path, "rb")  # noqa: SIM115 - closed in close()
-        self._fh.seek(self.data_start + start)
-        if self._fh.readinto(raw.data) != raw.nbytes:
-            raise CorruptCheckpointError(f"{self.path} is truncated while reading {key}")
-        return out
-
-    def close(self) -> None:
-        """Close the file."""
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
-
-
 def read_config(path: Path) -> dict[str, Any]:
     """The config.json of a model dir; InputError if it is missing or not JSON."""
     file = path / "config.json"
@@ -129,65 +58,21 @@ def read_config(path: Path) -> dict[str, Any]:
     return data
 
 
-class CheckpointSource:
-    """A HF safetensors checkpoint dir: headers up front, tensors on demand (one shard open at a time)."""
+class CheckpointSource(LazyCheckpoint):
+    """A HF safetensors checkpoint dir with its config.json: headers up front, tensors on demand.
+
+    Tensors are read with plain reads (``io.LazyCheckpoint``), one shard file open at a time.
+    """
 
     kind = "checkpoint"
 
     def __init__(self, path: str | Path) -> None:
         """Read config.json and every shard header of `path` (no tensor data)."""
-        self.path = Path(path)
-        if not self.path.is_dir():
-            raise InputError(f"model dir {self.path} does not exist")
-        self.config = read_config(self.path)
-        self._files: dict[str, TensorFile] = {}
-        self._open: TensorFile | None = None
-        self.infos = self._infos()
-
-    def _infos(self) -> dict[str, TensorInfo]:
-        index = self.path / INDEX_NAME
-        if index.is_file():
-            try:
-                weight_map = dict(json.loads(index.read_text())["weight_map"])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise CorruptCheckpointError(f"{index} is not a valid safetensors index: {exc}") from exc
-        elif (self.path / SINGLE_NAME).is_file():
-            weight_map = {key: SINGLE_NAME for key in _read_header(self.path / SINGLE_NAME)[0]}
-        else:
-            raise InputError(f"{self.path} holds neither {SINGLE_NAME} nor {INDEX_NAME} (safetensors only)")
-        infos: dict[str, TensorInfo] = {}
-        for key, shard in weight_map.items():
-            if shard not in self._files:
-                if not (self.path / shard).is_file():
-                    raise InputError(f"{index} names shard {shard} for tensor {key}; the file is missing")
-                self._files[shard] = TensorFile(self.path / shard)
-            entry = self._files[shard].header.get(key)
-            if entry is None:
-                raise CorruptCheckpointError(f"tensor {key} is listed in {index} but missing from {shard}")
-            infos[key] = TensorInfo(str(entry["dtype"]), tuple(int(d) for d in entry["shape"]), shard,
-                                    int(entry["data_offsets"][0]))
-        return infos
-
-    def ordered_keys(self) -> list[str]:
-        """Tensor names in storage order (shard, then offset): the cheapest order to read them in."""
-        return sorted(self.infos, key=lambda k: (self.infos[k].shard, self.infos[k].offset))
-
-    def get(self, key: str) -> torch.Tensor:
-        """Tensor `key` as a new CPU tensor in its stored dtype (one shard file open at a time)."""
-        info = self.infos.get(key)
-        if info is None:
-            raise InputError(f"tensor {key} is not in checkpoint {self.path}")
-        file = self._files[info.shard]
-        if self._open is not file:
-            self.close()
-            self._open = file
-        return file.get(key)
-
-    def close(self) -> None:
-        """Close the open shard file."""
-        if self._open is not None:
-            self._open.close()
-            self._open = None
+        path = Path(path)
+        if not path.is_dir():
+            raise InputError(f"model dir {path} does not exist")
+        self.config = read_config(path)
+        super().__init__(path)
 
 
 def _base_key(module: str, base: CheckpointSource) -> str | None:

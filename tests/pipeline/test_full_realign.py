@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from mlflow_nlsr import core
-from mlflow_nlsr.io import LazyCheckpoint, ShardedWriter, sha256_file
+from mlflow_nlsr.io import Entry, LazyCheckpoint, ShardedWriter, dtype_name, sha256_file
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline import realign
 from mlflow_nlsr.pipeline.full import realign_full
@@ -34,11 +34,12 @@ def derive(src: Path, dst: Path, *, scale: float, seed: int, dtype: torch.dtype 
     gen = torch.Generator().manual_seed(seed)
     ckpt = LazyCheckpoint(src)
     names = ckpt.keys()
-    with ShardedWriter(dst, max_shard_size=SHARD) as writer:
+    entries = [Entry(k, dtype_name(dtype) if dtype else ckpt.info(k).dtype, ckpt.shape(k)) for k in names]
+    with ShardedWriter(dst, entries, max_shard_size=SHARD) as writer:
         for key in names:
-            t = ckpt.get(key).float()
-            t = t + torch.randn(t.shape, generator=gen) * scale
-            writer.add(key, t.to(dtype or ckpt.get(key).dtype))
+            stored = ckpt.get(key)
+            t = stored.float() + torch.randn(stored.shape, generator=gen) * scale
+            writer.write(key, t.to(dtype or stored.dtype))
     for name in AUX:
         if (src / name).is_file():
             shutil.copy2(src / name, dst / name)

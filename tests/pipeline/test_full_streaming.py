@@ -1,7 +1,6 @@
-"""Streaming pieces of full-weight mode agree with their plain counterparts.
+"""Streaming scorers of full-weight mode agree with their plain counterparts in core.
 
-The header-first writer produces files safetensors and LazyCheckpoint read back bit for bit; the
-selection-based threshold equals core.top_mask; the masked-entry cosine equals core.delta_similarity; the
+The selection-based threshold equals core.top_mask; the masked-entry cosine equals core.delta_similarity; the
 randomised low-rank scorer is seeded (same seed, same scores) and exact on low-rank updates.
 """
 
@@ -9,102 +8,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
 from mlflow_nlsr import core
-from mlflow_nlsr.errors import ConfigError, InputError
-from mlflow_nlsr.io import LazyCheckpoint
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline import full_scoring
 from mlflow_nlsr.pipeline.full_scoring import lowrank_scores, masked_cosine, matrix_top_mask, module_mask
-from mlflow_nlsr.pipeline.full_writer import (
-    Entry,
-    StreamingSafetensors,
-    StreamingShardedWriter,
-    ValueSpill,
-    dtype_name,
-    parse_size,
-    plan_shards,
-)
-
-
-def _tensors() -> dict[str, torch.Tensor]:
-    gen = torch.Generator().manual_seed(0)
-    out = {f"layers.{i}.w": torch.randn(16, 8, generator=gen) for i in range(6)}
-    out["half"] = torch.randn(4, 4, generator=gen).to(torch.bfloat16)
-    out["ids"] = torch.arange(5)
-    out["mask"] = torch.rand(3, 7, generator=gen) > 0.5
-    out["scalar"] = torch.tensor(2.5)
-    return out
-
-
-def _entries(tensors: dict[str, torch.Tensor]) -> list[Entry]:
-    return [Entry(k, dtype_name(v.dtype), tuple(v.shape)) for k, v in tensors.items()]
-
-
-def test_streamed_shards_read_back_bit_for_bit(tmp_path):
-    tensors = _tensors()
-    writer = StreamingShardedWriter(tmp_path, _entries(tensors), max_shard_size=1100)
-    for key in writer.order:
-        writer.write(key, tensors[key])
-    files = writer.finish()
-    assert "model.safetensors.index.json" in files and len(files) > 3
-    ckpt = LazyCheckpoint(tmp_path)
-    assert ckpt.keys() == sorted(tensors)
-    for key, value in tensors.items():
-        got = ckpt.get(key)
-        assert got.dtype == value.dtype and torch.equal(got, value), key
-
-
-def test_single_streamed_file_loads_with_safetensors(tmp_path):
-    tensors = _tensors()
-    file = StreamingSafetensors(tmp_path / "x.safetensors", _entries(tensors), {"k": "v"})
-    for key, value in tensors.items():
-        file.write(key, value)
-    file.finish()
-    loaded = load_file(str(tmp_path / "x.safetensors"))
-    assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
-
-
-def test_out_of_order_wrong_shape_or_missing_tensors_are_refused(tmp_path):
-    tensors = _tensors()
-    file = StreamingSafetensors(tmp_path / "x.safetensors", _entries(tensors))
-    with pytest.raises(InputError, match="expected layers.0.w"):
-        file.write("layers.1.w", tensors["layers.1.w"])
-    with pytest.raises(InputError, match=r"expected layers.0.w F32 \[16, 8\]"):
-        file.write("layers.0.w", torch.zeros(8, 16))
-    file.write("layers.0.w", tensors["layers.0.w"])
-    with pytest.raises(InputError, match="layers.1.w was never written"):
-        file.finish()
-    assert not (tmp_path / "x.safetensors").exists()
-
-
-def test_shard_plan_respects_the_size_limit_and_keeps_order():
-    entries = [Entry(f"t{i}", "F32", (10, 10)) for i in range(7)]  # 400 bytes each
-    shards = plan_shards(entries, 1000)
-    assert [len(s) for s in shards] == [2, 2, 2, 1]
-    assert [e.key for s in shards for e in s] == [e.key for e in entries]
-    assert [len(s) for s in plan_shards([Entry("big", "F32", (100, 100))], 10)] == [1]
-
-
-def test_sizes_parse_in_decimal_and_binary_units():
-    assert parse_size("2GB") == 2 * 10**9
-    assert parse_size("500MiB") == 500 * 2**20
-    assert parse_size("50KB") == 50_000
-    assert parse_size(123) == 123
-    with pytest.raises(ConfigError):
-        parse_size("two gigs")
-
-
-def test_value_spill_round_trips_any_dtype(tmp_path):
-    spill = ValueSpill(tmp_path / "spill.bin")
-    values = {"a": torch.randn(7).to(torch.bfloat16), "b": torch.randn(0), "c": torch.arange(9.0)}
-    for key, value in values.items():
-        spill.write(key, value)
-    for key in ("c", "a", "b"):
-        assert torch.equal(spill.read(key), values[key])
-    spill.close()
-    assert not (tmp_path / "spill.bin").exists()
 
 
 @pytest.mark.parametrize("shape", [(37, 23), (400, 400)])
