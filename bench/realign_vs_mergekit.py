@@ -10,7 +10,8 @@ width and different depth: peak RSS must not grow with the number of layers.
 mergekit is a bench-only extra: it is installed into bench/out/venv-mergekit (``--setup-mergekit``), a
 venv that reuses the project venv's torch/transformers through a .pth file and adds mergekit with
 ``pip install --no-deps`` plus its two missing small dependencies (on first use; ``--no-setup-mergekit``
-skips it). Without it the script still runs ours and reports mergekit as unavailable, with the reason.
+skips it; ``--skip-mergekit`` does not run it at all). Without it the script still runs ours and reports
+mergekit as unavailable, with the reason.
 
     .venv/bin/python bench/realign_vs_mergekit.py --size 0.5GB
 """
@@ -74,7 +75,7 @@ def make_set(root: Path, layers: int, shard_bytes: int, w: dict[str, int] = WIDT
     """Write base/aligned/finetuned bf16 checkpoints (aligned = base + noise, finetuned = aligned + noise)."""
     import torch
 
-    from mlflow_nlsr.pipeline.full_writer import Entry, StreamingShardedWriter
+    from mlflow_nlsr.io import Entry, ShardedWriter
 
     dirs = {name: root / name for name in ("base", "aligned", "finetuned")}
     stamp = root / "complete.json"
@@ -87,7 +88,7 @@ def make_set(root: Path, layers: int, shard_bytes: int, w: dict[str, int] = WIDT
     for name, path in dirs.items():
         path.mkdir(parents=True)
         (path / "config.json").write_text(json.dumps(_config(layers, w), indent=2))
-        writers[name] = StreamingShardedWriter(path, entries, shard_bytes)
+        writers[name] = ShardedWriter(path, entries, max_shard_size=shard_bytes)
     gen = torch.Generator().manual_seed(0)
     for key, shape in shapes(layers, w):
         base = torch.randn(shape, generator=gen) * 0.02 + (1.0 if key.endswith("norm.weight") else 0.0)
@@ -178,7 +179,7 @@ def baseline_rss(log: Path) -> dict[str, object]:
 
 def compare(size: str, args: argparse.Namespace, mergekit: tuple[Path | None, str]) -> dict[str, object]:
     """One size: make the set, run ours and mergekit, and compute the ratios and our memory bound."""
-    from mlflow_nlsr.pipeline.full_writer import parse_size
+    from mlflow_nlsr.io import parse_size
 
     size_bytes = parse_size(size)
     layers = layers_for(size_bytes, WIDTH)
@@ -218,7 +219,7 @@ def compare(size: str, args: argparse.Namespace, mergekit: tuple[Path | None, st
 
 def depth_check(args: argparse.Namespace) -> dict[str, object]:
     """Same width, two depths: our peak RSS must not grow with the number of layers."""
-    from mlflow_nlsr.pipeline.full_writer import parse_size
+    from mlflow_nlsr.io import parse_size
 
     shard = parse_size(args.depth_shard_size)
     rows = []
@@ -246,11 +247,16 @@ def main() -> None:
     parser.add_argument("--no-depth-check", action="store_true", help="skip the memory-vs-depth check")
     parser.add_argument("--setup-mergekit", action=argparse.BooleanOptionalAction, default=True,
                         help="install mergekit into bench/out/venv-mergekit when missing (needs the network)")
+    parser.add_argument("--skip-mergekit", action="store_true",
+                        help="run ours (and the depth check) only; mergekit is reported as skipped")
     parser.add_argument("--keep-outputs", action="store_true", help="keep the realigned/merged outputs")
     parser.add_argument("--json", type=Path, default=OUT / "realign_vs_mergekit.json", help="result file")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    mergekit = ensure_mergekit(args.setup_mergekit)
+    if args.skip_mergekit:
+        mergekit: tuple[Path | None, str] = (None, "skipped (--skip-mergekit)")
+    else:
+        mergekit = ensure_mergekit(args.setup_mergekit)
     result: dict[str, object] = {"machine": {"cpus": os.cpu_count(), "env": ENV,
                                              "loadavg_before": os.getloadavg()}, "width": WIDTH,
                                  "mergekit": {"available": mergekit[0] is not None, "reason": mergekit[1]},
