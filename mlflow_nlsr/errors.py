@@ -55,6 +55,13 @@ class RegistryError(NLSRError, RuntimeError):
     exit_code = 5
 
 
+class ModelReferenceError(RegistryError, InputError):
+    """A model URI is malformed, names a version/alias/model that does not exist, or holds no model.
+
+    Both a RegistryError (exit code 5) and an InputError: no retry can fix it, so a job fails at once.
+    """
+
+
 class WebhookRejected(NLSRError, ValueError):
     """A webhook delivery failed verification; ``status`` is the HTTP code to answer with."""
 

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from mlflow.exceptions import MlflowException
 
-from mlflow_nlsr.errors import RegistryError
+from mlflow_nlsr.errors import ModelReferenceError, RegistryError
 
 NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"})
 EXISTS_CODES = frozenset({"RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"})
@@ -32,7 +32,10 @@ def mlflow_errors(what: str) -> Iterator[None]:
         raise
     except MlflowException as exc:
         code = error_code(exc)
-        hint = " (not found: deleted or never created)" if code in NOT_FOUND_CODES else ""
-        raise RegistryError(f"{what} failed{hint}: [{code or type(exc).__name__}] {exc.message}") from exc
+        message = f"{what} failed: [{code or type(exc).__name__}] {exc.message}"
+        if code in NOT_FOUND_CODES:  # permanent: a retry cannot bring a deleted version back
+            message = f"{what} failed (not found: deleted or never created): [{code}] {exc.message}"
+            raise ModelReferenceError(message) from exc
+        raise RegistryError(message) from exc
     except OSError as exc:
         raise RegistryError(f"{what} failed: {type(exc).__name__}: {exc}") from exc

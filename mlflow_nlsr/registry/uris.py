@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import unquote, urlparse
 
-from mlflow_nlsr.errors import RegistryError
+from mlflow_nlsr.errors import ModelReferenceError
 from mlflow_nlsr.registry import tags as T
 
 if TYPE_CHECKING:
@@ -53,14 +53,14 @@ class ModelRef:
 def parse_model_uri(uri: str) -> ModelRef:
     """Classify ``uri`` (see module docstring); raise RegistryError for a malformed ``models:/`` URI."""
     if not isinstance(uri, str) or not uri.strip():
-        raise RegistryError(f"expected a model URI or a local directory, got {uri!r}")
+        raise ModelReferenceError(f"expected a model URI or a local directory, got {uri!r}")
     uri = uri.strip()
     if uri.startswith("models:/"):
         return _parse_models_uri(uri)
     if uri.startswith("runs:/"):
         parts = uri[len("runs:/") :].strip("/").split("/", 1)
         if not parts[0]:
-            raise RegistryError(f"expected runs:/<run_id>/<path>, got {uri!r}")
+            raise ModelReferenceError(f"expected runs:/<run_id>/<path>, got {uri!r}")
         return ModelRef(uri, "run", run_id=parts[0], subpath=parts[1] if len(parts) > 1 else "")
     if uri.startswith("file://"):
         return ModelRef(uri, "local", path=Path(unquote(urlparse(uri).path)))
@@ -98,7 +98,7 @@ def find_model_dir(root: Path, *, what: str | None = None) -> tuple[Path, str]:
     """
     label = what or str(root)
     if not root.is_dir():
-        raise RegistryError(
+        raise ModelReferenceError(
             f"{label}: expected a model directory, found {'a file' if root.exists() else 'nothing'}"
         )
     fmt = detect_format(root)
@@ -109,10 +109,10 @@ def find_model_dir(root: Path, *, what: str | None = None) -> tuple[Path, str]:
         return found[0]
     if len(found) > 1:
         names = ", ".join(f"{d.name}/ ({f})" for d, f in found)
-        raise RegistryError(f"{label}: ambiguous, several model directories found: {names}")
+        raise ModelReferenceError(f"{label}: ambiguous, several model directories found: {names}")
     listing = sorted(p.name + ("/" if p.is_dir() else "") for p in root.iterdir())
     shown = ", ".join(listing[:15]) + (f", … ({len(listing)} entries)" if len(listing) > 15 else "")
-    raise RegistryError(
+    raise ModelReferenceError(
         f"{label} is not a model: expected an HF checkpoint (config.json + weights) or a PEFT adapter "
         f"(adapter_config.json + adapter_model.*) at the root or one level down; found: {shown or 'nothing'}"
     )
@@ -128,7 +128,7 @@ def resolve_to_local(uri: str, dest_dir: Path | str, client: RegistryClient) -> 
     ref = parse_model_uri(uri)
     if ref.path is not None:
         if not ref.path.exists():
-            raise RegistryError(f"{uri}: local model directory does not exist")
+            raise ModelReferenceError(f"{uri}: local model directory does not exist")
         return find_model_dir(ref.path, what=uri)[0]
     download_uri = ref.uri
     if ref.name is not None and ref.version is not None:
@@ -160,7 +160,7 @@ def _parse_models_uri(uri: str) -> ModelRef:
         version, _, sub = subpath.partition("/")
         if head and version.isascii() and version.isdigit():
             return ModelRef(uri, "version", name=head, version=version, subpath=sub)
-    raise RegistryError(
+    raise ModelReferenceError(
         f"expected models:/NAME/VERSION, models:/NAME@ALIAS or models:/m-<id>, got {uri!r}"
         " (stage URIs are not supported: use an alias)"
     )
