@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -70,6 +71,7 @@ def run(
     fine-tuned version, runs the safety, over-refusal and utility gates on the fine-tuned, aligned and
     realigned models, registers the realigned version with lineage tags, and moves the alias only on a
     passing verdict. Re-running a finished job reports it; a crashed one resumes where it stopped.
+    Exits 1 when the job failed (or failed this time and awaits a retry); a rejection exits 0.
     """
     limit_threads()
     name, version = _parse_model_uri(model_uri)
@@ -94,13 +96,15 @@ def run(
     outcome = svc.process_version(name, version, trigger="cli", actor="cli")
     if as_json:
         echo_json(outcome.to_dict())
-        return
-    click.echo(
-        f"{model_uri}: {outcome.state}"
-        + (f" -> realigned version {outcome.realigned_version}" if outcome.realigned_version else "")
-    )
-    for reason in outcome.reasons:
-        click.echo(f"  {reason}")
+    else:
+        click.echo(
+            f"{model_uri}: {outcome.state}"
+            + (f" -> realigned version {outcome.realigned_version}" if outcome.realigned_version else "")
+        )
+        for reason in outcome.reasons:
+            click.echo(f"  {reason}")
+    if outcome.state in ("failed", "queued"):  # the job failed (queued: failed now, a retry is scheduled)
+        sys.exit(1)
 
 
 @click.command()
