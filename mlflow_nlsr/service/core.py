@@ -30,6 +30,7 @@ from mlflow_nlsr.service.calibrate import calibration_runs, calibration_tags
 from mlflow_nlsr.service.calibrate_run import calibrate_job, calibration_reasons
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.intake import enqueue_version
+from mlflow_nlsr.service.preflight import check_job_inputs
 from mlflow_nlsr.service.settings import Outcome, Settings
 from mlflow_nlsr.store.models import Job
 from mlflow_nlsr.store.repository import JobStore
@@ -187,6 +188,7 @@ class NLSRService:
         out = job_dir / "realigned"
         if job.state is JobState.RUNNING:
             if not (out / "nlsr_report.json").exists():
+                check_job_inputs(base, aligned, finetuned, options, resolved.rule.gate_config)
                 if self.settings.calibrate:  # ladder search, every attempt audited (calibrate_run.py)
                     calibrate_job(
                         self, job, resolved.rule, base, aligned, finetuned, out, options, beat.check
