@@ -88,7 +88,9 @@ def make_handler(intake: Any) -> type[BaseHTTPRequestHandler]:
             try:
                 length = int(self.headers.get("Content-Length", "0"))
             except ValueError:
-                self._send(400, {"error": "malformed Content-Length"})
+                length = -1
+            if length < 0:  # rfile.read(-1) would block until the client hangs up
+                self._send(400, {"error": "malformed Content-Length: expected a non-negative integer"})
                 return
             if length > intake.max_bytes:
                 self._send(
