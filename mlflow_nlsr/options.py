@@ -37,8 +37,9 @@ HELP: dict[str, str] = {
     "(SafeLoRA as the NLSR repository re-implemented it).",
     "variant": "official: the released code (each LoRA factor x 2*beta, kept rank int(r*sparsity), "
     "per-matrix top-k); paper: the paper's equations ((1+beta)*dW, kept rank r*(1-sparsity), per-row top-k).",
-    "scorer": "How safety-critical neurons are found: actsvd (activation-aware low rank, needs calibration "
-    "data), magnitude, weight-lowrank (data-free), random (control at the same budget).",
+    "scorer": "How safety-critical neurons are found: actsvd (activation-aware low rank; loads the reference "
+    "model and runs calibration data through it, in LoRA and full-weight mode), magnitude, weight-lowrank "
+    "(data-free, no model loaded), random (control at the same budget).",
     "selection": "Which modules are patched: official (Bernoulli, P rises with similarity, spec D4), paper "
     "(Bernoulli, least similar most likely), threshold (similarity < tau), fraction (lowest-similarity "
     "fraction layer_rate), all (every module).",
@@ -52,7 +53,9 @@ HELP: dict[str, str] = {
     "calibration_samples": "Number of calibration (prompt, response) pairs used by actsvd.",
     "max_length": "Maximum tokens per calibration sample.",
     "neuron": "Full-weight mode: entry (each weight) or row (output neuron) granularity.",
-    "correction": "Full-weight mode: code (replace masked entries) or paper (D5: W_e' + W_t-hat).",
+    "correction": "D5: code (replace the masked entries of A and B, as the official code) or paper "
+    "(W_e' + W_t-hat without cross terms; for LoRA a rank-2r adapter). In full-weight mode the two "
+    "coincide: dense weights have no cross terms, so both give where(M, W_0 + dW_e, W_t).",
 }
 
 

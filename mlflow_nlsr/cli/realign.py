@@ -1,4 +1,4 @@
-"""``mlflow nlsr realign``: repair a LoRA fine-tune's safety with NLSR (or SafeLoRA), no training."""
+"""``mlflow nlsr realign``: repair a fine-tune's safety with NLSR (or SafeLoRA), no training."""
 
 from __future__ import annotations
 
@@ -25,12 +25,26 @@ def _choice(name: str) -> click.Choice:
 
 
 @click.command(name="realign", context_settings={"max_content_width": 100})
-@click.option("--base", required=True, type=_DIR, help="Hugging Face model dir the adapters sit on.")
 @click.option(
-    "--aligned", required=True, type=_DIR, help="PEFT LoRA adapter dir of the safety-aligned model."
+    "--base",
+    required=True,
+    type=_DIR,
+    help="Hugging Face model dir the adapters sit on; in full-weight mode the base checkpoint W_0 "
+    "(single or sharded safetensors).",
 )
 @click.option(
-    "--finetuned", required=True, type=_DIR, help="PEFT LoRA adapter dir fine-tuned from --aligned."
+    "--aligned",
+    required=True,
+    type=_DIR,
+    help="The safety-aligned model: a PEFT LoRA adapter dir on --base, or (full-weight mode) a HF "
+    "checkpoint dir (single or sharded safetensors).",
+)
+@click.option(
+    "--finetuned",
+    required=True,
+    type=_DIR,
+    help="The model fine-tuned from --aligned: a PEFT LoRA adapter dir, or (full-weight mode) a HF "
+    "checkpoint dir or an adapter on --base (merged lazily, one tensor at a time).",
 )
 @click.option("--output", required=True, type=_DIR, help="Output dir (must not exist unless --overwrite).")
 @click.option(
@@ -69,8 +83,7 @@ def _choice(name: str) -> click.Choice:
     "--correction",
     type=click.Choice(["code", "paper"]),
     default=None,
-    help="D5: code (replace the masked entries of A and B, as the official code) or paper "
-    "(W_e' + W_t-hat without cross terms; for LoRA a rank-2r adapter). [default: code]",
+    help=_help("correction"),
 )
 @click.option(
     "--device", type=_choice("device"), default=None, help=f"cpu, cuda or auto [default: {_DEFAULTS.device}]"
@@ -89,6 +102,13 @@ def _choice(name: str) -> click.Choice:
     help="Run even when the fine-tuned adapter does not continue the aligned one.",
 )
 @click.option("--overwrite", is_flag=True, default=False, help="Replace an existing output dir.")
+@click.option(
+    "--max-shard-size",
+    default=None,
+    help="Full-weight mode only (not with --calibrate): largest output shard, e.g. 2GB, 500MB or "
+    "500MiB; a larger checkpoint is written as model-0000i-of-0000n.safetensors plus an index. "
+    "[default: 2GB]",
+)
 @click.option("--no-progress", is_flag=True, default=False, help="Hide the progress bar.")
 @click.option(
     "--calibrate/--no-calibrate",
@@ -122,6 +142,7 @@ def realign(
     output: Path,
     config_file: Path | None,
     overwrite: bool,
+    max_shard_size: str | None,
     no_progress: bool,
     as_json: bool,
     calibrate: bool,
@@ -132,23 +153,29 @@ def realign(
     quick_limit: int,
     **flags: Any,
 ) -> None:
-    r"""Realign a LoRA fine-tune whose safety was broken by its fine-tuning data (NLSR, AAAI 2025).
+    r"""Realign a fine-tune whose safety was broken by its fine-tuning data (NLSR, AAAI 2025).
 
     \b
-    Inputs: --base (the HF model), --aligned (the safety-aligned LoRA adapter) and --finetuned (the
-    adapter trained by continuing --aligned). NLSR amplifies the aligned adapter into a safety
-    reference, finds its safety-critical LoRA entries, and copies them into the fine-tuned adapter in
-    the modules chosen by similarity. No training. The default scorer, actsvd, loads the model and
-    runs calibration prompts through it; --scorer magnitude or weight-lowrank are data-free.
-    --method safelora / safelora-nlsr run the SafeLoRA baselines instead.
+    Inputs: --base (the HF model), --aligned (the safety-aligned model) and --finetuned (the model
+    fine-tuned from --aligned). LoRA mode: both are PEFT LoRA adapter dirs on --base, --finetuned
+    trained by continuing --aligned. Full-weight mode: they are HF checkpoint dirs (single or sharded
+    safetensors) or PEFT adapters on --base, merged lazily per tensor; --mode auto picks LoRA mode
+    only when both are adapters. NLSR amplifies the aligned update into a safety reference, finds
+    its safety-critical entries, and copies them into the fine-tuned model in the modules chosen by
+    similarity. No training. The default scorer, actsvd, loads the model (the safety reference, in
+    either mode) and runs calibration prompts through it; --scorer magnitude or weight-lowrank are
+    data-free. --method safelora / safelora-nlsr run the SafeLoRA baselines instead (LoRA mode).
 
     \b
-    Writes into --output: the realigned PEFT adapter (adapter_config.json, adapter_model.safetensors;
-    load it with PeftModel.from_pretrained on --base), masks.safetensors, nlsr_report.json,
-    similarity.png and README.md. Same inputs and seed give a byte-identical adapter.
+    Writes into --output: LoRA mode, the realigned PEFT adapter (adapter_config.json,
+    adapter_model.safetensors; load it with PeftModel.from_pretrained on --base); full-weight mode,
+    a HF checkpoint dir (model.safetensors or shards of at most --max-shard-size with an index,
+    config and tokenizer files); both with masks.safetensors, nlsr_report.json, similarity.png and
+    README.md. Same inputs and seed give byte-identical weights.
     """
     limit_threads()
     from mlflow_nlsr.pipeline import realign as run_realign
+    from mlflow_nlsr.pipeline import resolve_mode
 
     # only flags the user gave override the config file (0 and 0.0 are real values; --force is a flag)
     given = {
@@ -160,6 +187,13 @@ def realign(
         options = RealignOptions.from_yaml(config_file, **given)
     else:
         options = RealignOptions.from_mapping(given)
+    extra: dict[str, Any] = {}  # full mode only: realign_lora takes no max_shard_size
+    if max_shard_size is not None:
+        if calibrate or resolve_mode(aligned, finetuned, options) != "full":
+            why = "--calibrate uses the default 2GB" if calibrate else "LoRA mode writes one adapter file"
+            click.echo(f"Note: --max-shard-size is ignored ({why}).", err=True)
+        else:
+            extra["max_shard_size"] = max_shard_size
     if calibrate:
         from mlflow_nlsr.cli._calibrate import run_calibration
 
@@ -186,6 +220,7 @@ def realign(
         options,
         progress=not no_progress and not as_json,
         overwrite=overwrite,
+        **extra,
     )
     report = result.report
     if as_json:
@@ -199,4 +234,5 @@ def realign(
         + (f", {changed:.1%} of entries changed" if isinstance(changed, float) else "")
         + f", {float(report.get('seconds', 0.0)):.1f}s"
     )
-    click.echo(f"Realigned adapter written to {result.output} (report: {result.output / 'nlsr_report.json'})")
+    kind = "checkpoint" if report.get("mode") == "full" else "adapter"
+    click.echo(f"Realigned {kind} written to {result.output} (report: {result.output / 'nlsr_report.json'})")
