@@ -38,9 +38,8 @@ def runs(tmp_path_factory, tiny_data, tiny_spec):
         realign=TINY_REALIGN,
     )  # fmt: skip
     first = run_demo(config, echo=lambda _: None)
-    realigned_report = (
-        config.work / "service" / "jobs" / registry_job.FINETUNED_NAME / "1" / "realigned" / "nlsr_report.json"
-    )
+    job_dir = config.work / "service" / "jobs" / registry_job.FINETUNED_NAME / "1"
+    realigned_report = job_dir / "realigned" / "nlsr_report.json"
     mtime = realigned_report.stat().st_mtime_ns
     second = run_demo(config, echo=lambda _: None)
     return first, second, config, mtime == realigned_report.stat().st_mtime_ns
