@@ -150,7 +150,8 @@ def install(result: CalibrationResult, output: Path, *, overwrite: bool) -> dict
     """Move the chosen attempt's model dir to `output` with the calibration section; return its report."""
     src = result.chosen.output
     report = dict(json.loads((src / REPORT_NAME).read_text()))
-    report["calibration"] = result.section()
+    data = report.get("calibration")  # ActSVD's calibration-data provenance (source, sha256 …) is kept
+    report["calibration"] = {**(data if isinstance(data, dict) else {}), **result.section()}
     (src / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
     output = Path(output)
     if output.exists():

@@ -319,3 +319,28 @@ def test_section_tags_and_runs_record_every_attempt(tmp_path):
 def test_invalid_budgets_are_config_errors(kwargs):
     with pytest.raises(ConfigError):
         Budget(**kwargs)
+
+
+def test_install_moves_the_chosen_model_keeps_actsvd_provenance_and_drops_the_other_models(tmp_path):
+    from mlflow_nlsr.service.calibrate_run import install
+
+    world = World(tmp_path, safe_from(0.324))
+    plain_realign = world.realign
+
+    def realign_with_actsvd_info(options, out):
+        report = {**plain_realign(options, out), "calibration": {"sha256": "abc", "samples": 128}}
+        (out / "nlsr_report.json").write_text(json.dumps(report))
+        return report
+
+    world.realign = realign_with_actsvd_info
+    result = world.run(tmp_path, confirm=False)
+    out = tmp_path / "final"
+
+    report = install(result, out, overwrite=False)
+
+    saved = json.loads((out / "nlsr_report.json").read_text())
+    assert saved == report
+    assert saved["calibration"]["sha256"] == "abc" and saved["calibration"]["samples"] == 128
+    assert saved["calibration"]["chosen"] == 3 and len(saved["calibration"]["attempts"]) == 3
+    assert saved["options"]["sparsity"] == 0.8
+    assert not any(a.output.exists() for a in result.attempts), "the chosen one moved, the others deleted"
