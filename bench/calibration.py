@@ -6,7 +6,8 @@ same cached stages code) under ``--out``. For every (ratio, seed):
 
 * defaults: ``RealignOptions(seed=seed)``, full gate, pass/fail;
 * calibrated: ``search`` over ``build_ladder(RealignOptions(seed=seed))`` with the quick gate, a quick
-  pass confirmed by the full gate (the product's loop, service/calibrate.py).
+  pass confirmed by the full gate (the product's loop, service/calibrate.py). By default both gates
+  have 24 items per task, so every attempt runs one gate and the defaults face the same gate.
 
 The gate is the demo's (safety, over-refusal, sentiment accuracy; the shipped rules). Realignments are
 cached by options hash, gate runs by (model, limit), so the defaults' run is shared with the ladder's
@@ -14,7 +15,7 @@ defaults rung. One JSON line per case goes to ``results.jsonl`` (a rerun skips f
 ``summary.md`` holds the table.
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 nohup python bench/calibration.py --demo-work .nlsr-demo \
-        > bench/out/calibration.log 2>&1 &
+        --ratios 0.1 0.3 0.05 --pretrain 0.3 > bench/out/calibration.log 2>&1 &
 """
 
 from __future__ import annotations
@@ -44,12 +45,15 @@ def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
 
 
-def finetune(demo: Path, out: Path, ratio: float, settings: DemoSettings) -> Path:
-    """The demo's attack adapter at its own ratio, else a new one trained under `out`."""
-    if abs(stage_info(demo / "attack").get("poison_ratio", -1) - ratio) < 1e-9 and is_complete(
-        demo / "attack"
-    ):
-        return demo / "attack"
+def finetune(demo: Path, out: Path, ratio: float, settings: DemoSettings, wait_s: float = 7200.0) -> Path:
+    """The demo's attack adapter at its own ratio (waited for while the demo builds it), else a new one."""
+    if abs(settings.poison_ratio - ratio) < 1e-9:
+        deadline = time.monotonic() + wait_s
+        while not is_complete(demo / "attack") and time.monotonic() < deadline:
+            log(f"waiting for the demo's attack stage in {demo}")
+            time.sleep(60)
+        if abs(stage_info(demo / "attack").get("poison_ratio", -1) - ratio) < 1e-9:
+            return demo / "attack"
     most = dataclasses.replace(settings, poison_ratio=0.3, progress=False)  # one answer file for all ratios
     answers = stage_compliant_answers(out / "answers-p0.3", demo / "base", most)
     ratio_settings = dataclasses.replace(settings, poison_ratio=ratio, progress=False)
@@ -207,10 +211,11 @@ def main() -> None:
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.05, 0.3])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2, 3, 4])
     parser.add_argument("--quick-limit", type=int, default=24)
-    parser.add_argument("--gate-limit", type=int, default=40)
+    parser.add_argument("--gate-limit", type=int, default=24)
     parser.add_argument("--max-attempts", type=int, default=8)
     parser.add_argument("--time-budget", type=float, default=3600.0)
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--pretrain", type=float, nargs="*", default=[], help="fine-tune these ratios first")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     demo, out = args.demo_work.resolve(), args.out.resolve()
@@ -220,6 +225,8 @@ def main() -> None:
     results = out / "results.jsonl"
     done = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
     settings = DemoSettings.full()
+    for ratio in args.pretrain:
+        finetune(demo, out, ratio, settings)
     for ratio in args.ratios:
         finetuned = finetune(demo, out, ratio, settings)
         models = (demo / "base", demo / "align", finetuned)
