@@ -319,7 +319,12 @@ def best_failing(attempts: Sequence[Attempt]) -> Attempt:
 
 
 def calibration_tags(section: Mapping[str, Any]) -> dict[str, str]:
-    """Version tags for a report's calibration section (attempt count, chosen option diffs, outcome)."""
+    """Version tags for a report's calibration section (attempt count, chosen option diffs, outcome).
+
+    A section without ``attempts`` (ActSVD's calibration-data provenance alone) gives no tags.
+    """
+    if "attempts" not in section:
+        return {}
     chosen: Mapping[str, Any] = next(
         (a for a in section["attempts"] if a["attempt"] == section["chosen"]), {}
     )
@@ -337,9 +342,9 @@ def calibration_tags(section: Mapping[str, Any]) -> dict[str, str]:
 
 
 def calibration_runs(section: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One nested-run description per attempt: ``{"name", "params", "metrics", "tags"}``."""
+    """One nested-run description per attempt: ``{"name", "params", "metrics", "tags"}`` (none without)."""
     runs = []
-    for a in section["attempts"]:
+    for a in section.get("attempts", []):
         metrics: dict[str, float] = {
             "predicted_strength": float(a["predicted_strength"]),
             "seconds": float(a["seconds"]),

@@ -344,3 +344,10 @@ def test_install_moves_the_chosen_model_keeps_actsvd_provenance_and_drops_the_ot
     assert saved["calibration"]["chosen"] == 3 and len(saved["calibration"]["attempts"]) == 3
     assert saved["options"]["sparsity"] == 0.8
     assert not any(a.output.exists() for a in result.attempts), "the chosen one moved, the others deleted"
+
+
+def test_a_report_without_calibration_attempts_gives_no_tags_and_no_runs():
+    actsvd_only = {"source": "calibration_safety.jsonl", "sha256": "abc", "samples": 128}
+
+    assert calibration_tags(actsvd_only) == {}
+    assert calibration_runs(actsvd_only) == []
