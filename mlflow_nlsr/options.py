@@ -104,8 +104,16 @@ class RealignOptions:
     @classmethod
     def official(cls, **overrides: Any) -> RealignOptions:
         """The official code's configuration (spec §1.7): x1.8 factors, actsvd, official selection."""
-        base = {"variant": "official", "scorer": "actsvd", "selection": "official", "sparsity": 0.8,
-                "beta": 0.9, "layer_rate": 0.5, "epsilon": 0.2, "seed": 42}
+        base = {
+            "variant": "official",
+            "scorer": "actsvd",
+            "selection": "official",
+            "sparsity": 0.8,
+            "beta": 0.9,
+            "layer_rate": 0.5,
+            "epsilon": 0.2,
+            "seed": 42,
+        }
         return cls(**{**base, **overrides})
 
     @classmethod

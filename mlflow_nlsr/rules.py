@@ -88,7 +88,9 @@ class Rules:
             raise ConfigError(f"{source}: expected a mapping with 'models:', got {type(data).__name__}")
         unknown = set(data) - {"defaults", "models"}
         if unknown:
-            raise ConfigError(f"{source}: unknown top-level key(s) {sorted(unknown)}; expected defaults, models")
+            raise ConfigError(
+                f"{source}: unknown top-level key(s) {sorted(unknown)}; expected defaults, models"
+            )
         defaults = data.get("defaults") or {}
         rules = []
         for i, raw in enumerate(data.get("models") or []):
@@ -98,7 +100,9 @@ class Rules:
             known = set(Rule.__dataclass_fields__)
             bad = set(merged) - known
             if bad:
-                raise ConfigError(f"{source}: models[{i}] has unknown key(s) {sorted(bad)}; known: {sorted(known)}")
+                raise ConfigError(
+                    f"{source}: models[{i}] has unknown key(s) {sorted(bad)}; known: {sorted(known)}"
+                )
             rule = Rule(**merged)
             rule.options()  # validate the realign block now, not at job time
             rules.append(rule)
@@ -110,8 +114,10 @@ class Rules:
             for rule in self.rules:
                 if rule.name == config_name or rule.match == config_name:
                     return rule
-            raise ConfigError(f"version tag nlsr.config={config_name!r} names no rule; rules: "
-                              f"{[r.name or r.match for r in self.rules]}")
+            raise ConfigError(
+                f"version tag nlsr.config={config_name!r} names no rule; rules: "
+                f"{[r.name or r.match for r in self.rules]}"
+            )
         for rule in self.rules:
             if fnmatch.fnmatchcase(model_name, rule.match):
                 return rule
@@ -123,12 +129,17 @@ class Rules:
         if rule is None:
             if "nlsr.base_uri" not in tags or "nlsr.aligned_uri" not in tags:
                 return None
-            rule = Rule(match=model_name, **{k: v for k, v in self.defaults.items() if k != "realign"},
-                        realign=dict(self.defaults.get("realign", {})))
+            rule = Rule(
+                match=model_name,
+                **{k: v for k, v in self.defaults.items() if k != "realign"},
+                realign=dict(self.defaults.get("realign", {})),
+            )
         base = tags.get("nlsr.base_uri") or rule.base_uri
         aligned = tags.get("nlsr.aligned_uri") or rule.aligned_uri
         if not base or not aligned:
             missing = [n for n, v in (("base_uri", base), ("aligned_uri", aligned)) if not v]
-            raise ConfigError(f"rule {rule.match!r} for {model_name!r} lacks {missing}; set them in nlsr.yaml "
-                              "or as version tags nlsr.base_uri / nlsr.aligned_uri")
+            raise ConfigError(
+                f"rule {rule.match!r} for {model_name!r} lacks {missing}; set them in nlsr.yaml "
+                "or as version tags nlsr.base_uri / nlsr.aligned_uri"
+            )
         return Resolved(rule, base, aligned)

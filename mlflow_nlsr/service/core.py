@@ -212,16 +212,16 @@ class NLSRService:
                 metrics["realigned"],
                 {"finetuned": metrics["finetuned"], "aligned": metrics["aligned"]},
             )
-            result = {
+            gated: dict[str, Any] = {
                 "verdict": verdict.to_dict(),
                 "metrics": metrics,
                 "reasons": [r.message for r in verdict.reasons]
                 + ([] if verdict.passed else calibration_reasons(report)),
             }
             beat.check()
-            job = self.store.advance(job.id, worker, JobState.GATED, result=result)
+            job = self.store.advance(job.id, worker, JobState.GATED, result=gated)
             self._tag_source(name, version, {lineage.STATUS: "gated"})
-        result = job.result or {}
+        result: dict[str, Any] = dict(job.result or {})
         new_version = self._register(job, info.uri, resolved, report, options.sha256(), result, job_dir)
         _fault("register")
         beat.check()
@@ -253,7 +253,7 @@ class NLSRService:
         is_adapter = (path / "adapter_config.json").exists()
         suites = tuple(config.suites) if config.suites is not None else ("safety", "overrefusal", "utility")
         limit = limit or config.limit
-        gate_kw = {
+        gate_kw: dict[str, Any] = {
             "suites": suites,
             "tasks_extra": tuple(config.extra_tasks),
             "judge": config.judge or "keyword",
@@ -307,8 +307,8 @@ class NLSRService:
             verdict=result["verdict"],
             metrics=result["metrics"],
         )
-        if isinstance(report.get("calibration"), Mapping):
-            tags.update(calibration_tags(report["calibration"]))
+        if isinstance(report.get("calibration"), Mapping) and "attempts" in report["calibration"]:
+            tags.update(calibration_tags(report["calibration"]))  # not ActSVD's calibration-data section
         card = lineage.model_card(
             source_uri=source_uri,
             base_uri=resolved.base_uri,
@@ -338,7 +338,8 @@ class NLSRService:
             artifacts_dir=gates_dir if gates_dir.exists() else None,
             run_name=f"nlsr-gates-{_slug(job.model_name)}-v{job.version}",
         )
-        if isinstance(report.get("calibration"), Mapping):  # one nested run per calibration attempt
+        if isinstance(report.get("calibration"), Mapping) and "attempts" in report["calibration"]:
+            # one nested run per calibration attempt
             self.client.log_child_runs(run_id, calibration_runs(report["calibration"]))
         return version.version
 
