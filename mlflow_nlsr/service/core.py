@@ -229,19 +229,18 @@ class NLSRService:
         target = resolved.rule.target_name or name
         if passed and self.settings.promote and resolved.rule.promote:
             self.client.set_alias(target, resolved.rule.alias, new_version)
-            state, status = JobState.PROMOTED, "promoted"
+            state = JobState.PROMOTED
+            reasons = list(result.get("reasons", []))
+        elif passed:  # promotion switched off: registered and gated, the alias stays where it is
+            state = JobState.REGISTERED
+            reasons = ["gates passed; promotion disabled (--no-promote or rule promote: false)"]
         else:
-            state = JobState.REJECTED if not passed else JobState.GATED
-            status = "rejected" if not passed else "passed-not-promoted"
-        tags = {lineage.STATUS: status, lineage.REALIGNED_VERSION: f"{target}/{new_version}"}
+            state = JobState.REJECTED
+            reasons = list(result.get("reasons", []))
+        tags = {lineage.STATUS: state.value, lineage.REALIGNED_VERSION: f"{target}/{new_version}"}
         if not passed:
             tags[lineage.REASONS] = lineage.reasons_text(result["verdict"])
         self._tag_source(name, version, tags)
-        if state is JobState.GATED:  # passed, promotion switched off: still a terminal decision
-            state = JobState.REJECTED
-            reasons: list[str] = ["gates passed; promotion disabled (--no-promote or rule promote: false)"]
-        else:
-            reasons = list(result.get("reasons", []))
         done = self.store.finish(job.id, worker, state, reasons=reasons, realigned_version=new_version)
         return Outcome.of(done)
 

@@ -22,6 +22,7 @@ class JobState(str, Enum):
     REALIGNED = "realigned"
     GATED = "gated"
     PROMOTED = "promoted"
+    REGISTERED = "registered"  # gates passed and the version is registered, but promotion was disabled
     REJECTED = "rejected"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -43,7 +44,7 @@ class Trigger(str, Enum):
 
 
 TERMINAL_STATES: frozenset[JobState] = frozenset(
-    {JobState.PROMOTED, JobState.REJECTED, JobState.FAILED, JobState.SKIPPED}
+    {JobState.PROMOTED, JobState.REGISTERED, JobState.REJECTED, JobState.FAILED, JobState.SKIPPED}
 )
 ACTIVE_STATES: frozenset[JobState] = frozenset(set(JobState) - TERMINAL_STATES)
 
@@ -53,8 +54,9 @@ TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
         {JobState.REALIGNED, JobState.REJECTED, JobState.FAILED, JobState.SKIPPED, JobState.QUEUED}
     ),
     JobState.REALIGNED: frozenset({JobState.GATED, JobState.REJECTED, JobState.FAILED}),
-    JobState.GATED: frozenset({JobState.PROMOTED, JobState.REJECTED, JobState.FAILED}),
+    JobState.GATED: frozenset({JobState.PROMOTED, JobState.REGISTERED, JobState.REJECTED, JobState.FAILED}),
     JobState.PROMOTED: frozenset(),
+    JobState.REGISTERED: frozenset(),
     JobState.REJECTED: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.SKIPPED: frozenset(),

@@ -131,3 +131,18 @@ def test_realigned_versions_are_never_realigned_again(
     with pytest.raises(ConfigError, match="registered by NLSR"):
         svc.process_version(model_name, version)
     assert svc.store.get(model_name, version) is None
+
+
+def test_with_promotion_disabled_a_passing_version_is_registered_but_the_alias_stays(
+    server, models, references, model_name, make_service, tmp_path
+):
+    config = write_config(tmp_path / "nlsr.yaml", model_name, *references, PERMISSIVE)
+    client, version = _register_finetuned(server, models, model_name)
+
+    outcome = make_service(config, promote=False).process_version(model_name, version)
+
+    assert outcome.state == "registered"
+    assert client.get_version(model_name, outcome.realigned_version).tags["nlsr.verdict"] == "passed"
+    assert client.get_version(model_name, version).tags["nlsr.status"] == "registered"
+    with pytest.raises(Exception):  # noqa: B017 - the alias must not exist
+        client.get_alias_version(model_name, "safe")

@@ -26,8 +26,8 @@ def test_happy_path_is_allowed_step_by_step():
         assert check_transition(src, dst) is dst
 
 
-def test_terminal_states_are_exactly_promoted_rejected_failed_skipped():
-    assert {s.value for s in TERMINAL_STATES} == {"promoted", "rejected", "failed", "skipped"}
+def test_terminal_states_are_exactly_promoted_registered_rejected_failed_skipped():
+    assert {s.value for s in TERMINAL_STATES} == {"promoted", "registered", "rejected", "failed", "skipped"}
     assert set(JobState) == ACTIVE_STATES | TERMINAL_STATES
     assert not ACTIVE_STATES & TERMINAL_STATES
 
