@@ -5,14 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from mlflow_nlsr.demo.server import free_port, healthy, server_env
+
+__all__ = ["MlflowServer", "free_port", "healthy", "running_server", "webhook_env"]
 
 STARTUP_TIMEOUT_S = 300
 
@@ -25,30 +27,12 @@ class MlflowServer:
     pid: int
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def healthy(url: str, path: str = "/health") -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}{path}", timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
 def webhook_env() -> dict[str, str]:
-    """What a server needs to deliver signed webhooks to a loopback http receiver."""
+    """What a server needs to deliver signed webhooks to a loopback http receiver (no job runner)."""
     from cryptography.fernet import Fernet
 
-    return {
-        "MLFLOW_WEBHOOK_ALLOWED_SCHEMES": "http,https",
-        "MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS": "true",
-        "MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY": Fernet.generate_key().decode(),
-        "MLFLOW_WEBHOOK_CACHE_TTL": "1",
-    }
+    env = server_env({}, Fernet.generate_key().decode())
+    return {k: v for k, v in env.items() if k.startswith("MLFLOW_")}
 
 
 @contextlib.contextmanager
@@ -58,6 +42,7 @@ def running_server(
     app_name: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     port: int | None = None,
+    on_log: Callable[[Path], None] | None = None,
 ) -> Iterator[MlflowServer]:
     """Run `mlflow server` (optionally `--app-name`) until the block exits; kill its process group."""
     port = port or free_port()
@@ -81,6 +66,8 @@ def running_server(
     if app_name:
         cmd += ["--app-name", app_name]
     log = root / f"server-{port}.log"
+    if on_log is not None:
+        on_log(log)
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -8,15 +8,9 @@ sees the next event. A tiny threaded HTTP receiver records webhook deliveries.
 
 from __future__ import annotations
 
-import os
 import queue
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests import factories
+from tests.mlflow_server import MlflowServer, running_server
 
-STARTUP_TIMEOUT_S = 240
 _SERVER_LOGS: list[Path] = []
 
 
@@ -39,13 +33,6 @@ def pytest_runtest_makereport(item, call):
         report.sections.append(
             ("mlflow server log (tail)", _SERVER_LOGS[-1].read_text(errors="replace")[-4000:])
         )
-
-
-@dataclass
-class MlflowServer:
-    url: str
-    root: Path
-    log: Path
 
 
 @dataclass
@@ -73,71 +60,12 @@ class Receiver:
         raise AssertionError(f"no matching webhook delivery within {timeout} s")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory) -> MlflowServer:
     """Start `mlflow server` on a free loopback port; stop it (its process group) at session end."""
-    from cryptography.fernet import Fernet
-
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    env.update(
-        MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https",
-        MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="true",
-        MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY=Fernet.generate_key().decode(),
-        MLFLOW_WEBHOOK_CACHE_TTL="1",
-        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-        OMP_NUM_THREADS="1",
-    )
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    cmd = [
-        str(mlflow_bin) if mlflow_bin.exists() else sys.executable,
-        *([] if mlflow_bin.exists() else ["-m", "mlflow"]),
-        "server",
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "artifacts"),
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--workers", "1",
-    ]  # fmt: skip
-    log = root / "server.log"
-    _SERVER_LOGS.append(log)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _healthy(url):
-            if proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"mlflow server not healthy after {STARTUP_TIMEOUT_S} s:\n{log.read_text()[-3000:]}"
-                )
-            time.sleep(0.5)
-        yield MlflowServer(url=url, root=root, log=log)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
+    with running_server(root, on_log=_SERVER_LOGS.append) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")
