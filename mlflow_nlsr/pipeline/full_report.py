@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import math
 from pathlib import Path
 from typing import Any
 
-from mlflow_nlsr import __version__
 from mlflow_nlsr.core import amplification, combine_strength, kept_rank
 from mlflow_nlsr.core.selection import ModuleSelection
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline.full import FullRun, ModuleStats, iter_patched
 from mlflow_nlsr.pipeline.plot import similarity_plot
-
-REPORT_NAME = "nlsr_report.json"
-PLOT_NAME = "similarity.png"
-README_NAME = "README.md"
-
-
-def json_safe(value: Any) -> Any:
-    """Replace non-finite floats by None, recursively (JSON has no NaN/inf)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value
+from mlflow_nlsr.pipeline.report import (
+    PLOT_NAME,
+    README_NAME,
+    json_safe,
+    readme_lists,
+    report_core,
+    selection_decision,
+    write_report_json,
+)
 
 
 def weights_sha256(file_hashes: dict[str, str]) -> str:
@@ -44,57 +35,55 @@ def decisions(options: RealignOptions, rank_cap: int) -> dict[str, str]:
     amp = amplification(options.variant, options.beta)
     d = {
         "D1": f"{options.variant}: dW_e = {amp:g} x (W_a - W_0)",
-        "D3": ("row: whole output neurons by score norm" if options.neuron == "row" else
-               "official: top entries per weight matrix" if options.variant == "official" else
-               "paper: top entries per row"),
-        "D4": {
-            "official": "official: Bernoulli, P rises with similarity, patched on 1",
-            "paper": "paper: Bernoulli, least similar modules most likely patched",
-            "threshold": f"threshold: patch similarity < {options.tau}",
-            "fraction": f"fraction: patch the {options.layer_rate:g} least similar modules",
-            "all": "all: every module patched",
-        }[options.selection],
+        "D3": (
+            "row: whole output neurons by score norm"
+            if options.neuron == "row"
+            else "official: top entries per weight matrix"
+            if options.variant == "official"
+            else "paper: top entries per row"
+        ),
+        "D4": selection_decision(options),
         "D5": f"{options.correction}: dense W_0 + M*dW_e + (1-M)*dW_t = where(M, W_0 + dW_e, W_t); "
-              "code and paper corrections coincide without LoRA factors (no cross terms)",
+        "code and paper corrections coincide without LoRA factors (no cross terms)",
     }
     if options.scorer in ("actsvd", "weight-lowrank"):
         k = kept_rank(rank_cap, options.sparsity, options.variant)
-        d["D2"] = (f"{options.variant}: kept rank of kept_rank(min(d_out, d_in, {rank_cap})), "
-                   f"{k} for matrices of rank >= {rank_cap}")
+        d["D2"] = (
+            f"{options.variant}: kept rank of kept_rank(min(d_out, d_in, {rank_cap})), "
+            f"{k} for matrices of rank >= {rank_cap}"
+        )
     return dict(sorted(d.items()))
 
 
-def build_full_report(options: RealignOptions, run: FullRun, *, inputs: dict[str, str],
-                      extra: dict[str, Any]) -> dict[str, Any]:
+def build_full_report(
+    options: RealignOptions, run: FullRun, *, inputs: dict[str, str], extra: dict[str, Any]
+) -> dict[str, Any]:
     """The report dict in the LoRA report's schema; output_sha256 and seconds are filled in later."""
-    rows = [{"name": m.name, "similarity": m.similarity, "patched": bool(p),
-             "mask_density": {"weight": m.density}} for m, p in iter_patched(run)]
+    rows = [
+        {
+            "name": m.name,
+            "similarity": m.similarity,
+            "patched": bool(p),
+            "mask_density": {"weight": m.density},
+        }
+        for m, p in iter_patched(run)
+    ]
     strength = combine_strength(
-        (m.entries_changed, m.entries_total, m.change_sq, m.update_sq) if p else
-        (0, m.entries_total, 0.0, m.update_sq) for m, p in iter_patched(run))
+        (m.entries_changed, m.entries_total, m.change_sq, m.update_sq)
+        if p
+        else (0, m.entries_total, 0.0, m.update_sq)
+        for m, p in iter_patched(run)
+    )
     patched = sum(1 for row in rows if row["patched"])
     report: dict[str, Any] = {
-        "method": options.method,
-        "variant": options.variant,
-        "scorer": options.scorer,
-        "selection": options.selection,
-        "seed": options.seed,
-        "sparsity": options.sparsity,
-        "beta": options.beta,
-        "layer_rate": options.layer_rate,
-        "epsilon": options.epsilon,
-        "modules": rows,
-        "inputs": inputs,
-        "output_sha256": "",
-        "package_version": __version__,
-        "seconds": 0.0,
-        "patched_modules": patched,
-        "total_modules": len(rows),
-        "decisions": decisions(options, extra.get("rank_cap", 128)),
-        "strength": {"entries_changed": strength.entries_changed, "entries_total": strength.entries_total,
-                     "changed_fraction": strength.changed_fraction,
-                     "relative_change": strength.relative_change},
-        "options": options.to_dict(),
+        **report_core(
+            options,
+            rows,
+            inputs=inputs,
+            patched=patched,
+            decisions=decisions(options, extra.get("rank_cap", 128)),
+            strength=strength,
+        ),
         "mode": "full",
         "neuron": options.neuron,
         "amplification": amplification(options.variant, options.beta),
@@ -108,8 +97,7 @@ def build_full_report(options: RealignOptions, run: FullRun, *, inputs: dict[str
 
 
 def _readme(report: dict[str, Any]) -> str:
-    decided = "\n".join(f"- {k}: {v}" for k, v in report["decisions"].items())
-    inputs = "\n".join(f"- {k}: `{v}`" for k, v in report["inputs"].items())
+    decided, inputs = readme_lists(report)
     return f"""# Realigned full-weight checkpoint (mlflow-nlsr {report["package_version"]})
 
 This Hugging Face checkpoint is the fine-tuned model after full-weight Neuron-Level Safety Realignment
@@ -140,15 +128,20 @@ model = AutoModelForCausalLM.from_pretrained("<this directory>")
 
 
 def _title(options: RealignOptions, patched: int, total: int) -> str:
-    return (f"nlsr full ({options.variant}, {options.neuron}, {options.selection}): "
-            f"{patched}/{total} modules patched")
+    return (
+        f"nlsr full ({options.variant}, {options.neuron}, {options.selection}): "
+        f"{patched}/{total} modules patched"
+    )
 
 
-def draw_plot(out_dir: Path, modules: list[ModuleStats], selection: ModuleSelection,
-              options: RealignOptions) -> Path:
+def draw_plot(
+    out_dir: Path, modules: list[ModuleStats], selection: ModuleSelection, options: RealignOptions
+) -> Path:
     """Draw similarity.png from the pass-1 stats and the selection (runs while pass 2 writes)."""
-    rows = [{"similarity": m.similarity, "patched": bool(p)}
-            for m, p in zip(modules, selection.patched.tolist(), strict=True)]
+    rows = [
+        {"similarity": m.similarity, "patched": bool(p)}
+        for m, p in zip(modules, selection.patched.tolist(), strict=True)
+    ]
     title = _title(options, selection.count, len(rows))
     return similarity_plot(rows, out_dir / PLOT_NAME, title=title, ylabel="masked similarity S_j")
 
@@ -161,5 +154,5 @@ def write_report_files(out_dir: Path, report: dict[str, Any], *, plot: bool = Tr
         title = _title(options, report["patched_modules"], report["total_modules"])
         similarity_plot(report["modules"], out_dir / PLOT_NAME, title=title, ylabel="masked similarity S_j")
     (out_dir / README_NAME).write_text(_readme(report))
-    (out_dir / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+    write_report_json(out_dir, report)
     return report  # type: ignore[no-any-return]

@@ -12,6 +12,7 @@ from mlflow_nlsr import core
 from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.io.adapters import LoraAdapter, key_a, key_b
 from mlflow_nlsr.options import RealignOptions
+from mlflow_nlsr.pipeline.report import selection_decision
 
 OFFICIAL_SAFELORA_THRESHOLD = 0.5  # IBM/SafeLoRA config.py default
 NLSR_SAFELORA_TAU = 0.6  # the NLSR repository's SafeLoRA runs (spec §4)
@@ -85,13 +86,7 @@ def _decisions_nlsr(options: RealignOptions, r: int) -> dict[str, str]:
         "D3": "official: top entries per factor matrix"
         if options.variant == "official"
         else "paper: top entries per row",
-        "D4": {
-            "official": "official: Bernoulli, P rises with similarity, patched on 1",
-            "paper": "paper: Bernoulli, least similar modules most likely patched",
-            "threshold": f"threshold: patch similarity < {options.tau}",
-            "fraction": f"fraction: patch the {options.layer_rate:g} least similar modules",
-            "all": "all: every module patched",
-        }[options.selection],
+        "D4": selection_decision(options),
         "D5": "code: masked entries of A and B replaced by the reference (cross terms kept)"
         if options.correction == "code"
         else "paper: W_e' + W_t-hat as exact rank-2r factors (no cross terms)",

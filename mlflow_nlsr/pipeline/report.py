@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from mlflow_nlsr import __version__
+from mlflow_nlsr.core import PatchStrength
 from mlflow_nlsr.io.adapters import SAFETENSORS_NAME, key_a, key_b, write_adapter
 from mlflow_nlsr.io.hashing import sha256_file
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.pipeline.methods import MethodOutcome
 from mlflow_nlsr.pipeline.plot import similarity_plot
+
+if TYPE_CHECKING:  # methods.py imports selection_decision from here
+    from mlflow_nlsr.pipeline.methods import MethodOutcome
 
 REPORT_NAME = "nlsr_report.json"
 MASKS_NAME = "masks.safetensors"
@@ -26,14 +29,76 @@ def _density(mask: torch.Tensor) -> float:
     return float(mask.float().mean()) if mask.numel() else 0.0
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """Replace non-finite floats by None, recursively (JSON has no NaN/inf)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
+
+
+def write_report_json(out_dir: Path, report: dict[str, Any]) -> None:
+    """Write `report` (JSON-safe, indented) to nlsr_report.json in `out_dir`."""
+    (out_dir / REPORT_NAME).write_text(json.dumps(json_safe(report), indent=2) + "\n")
+
+
+def selection_decision(options: RealignOptions) -> str:
+    """How modules were selected for patching (spec §6, D4), in both LoRA and full-weight mode."""
+    return {
+        "official": "official: Bernoulli, P rises with similarity, patched on 1",
+        "paper": "paper: Bernoulli, least similar modules most likely patched",
+        "threshold": f"threshold: patch similarity < {options.tau}",
+        "fraction": f"fraction: patch the {options.layer_rate:g} least similar modules",
+        "all": "all: every module patched",
+    }[options.selection]
+
+
+def report_core(
+    options: RealignOptions,
+    rows: list[dict[str, Any]],
+    *,
+    inputs: dict[str, str],
+    patched: int,
+    decisions: dict[str, str],
+    strength: PatchStrength,
+) -> dict[str, Any]:
+    """The report keys shared by LoRA and full-weight mode, in schema order (output_sha256/seconds later)."""
+    return {
+        "method": options.method,
+        "variant": options.variant,
+        "scorer": options.scorer,
+        "selection": options.selection,
+        "seed": options.seed,
+        "sparsity": options.sparsity,
+        "beta": options.beta,
+        "layer_rate": options.layer_rate,
+        "epsilon": options.epsilon,
+        "modules": rows,
+        "inputs": inputs,
+        "output_sha256": "",
+        "package_version": __version__,
+        "seconds": 0.0,
+        "patched_modules": patched,
+        "total_modules": len(rows),
+        "decisions": decisions,
+        "strength": {
+            "entries_changed": strength.entries_changed,
+            "entries_total": strength.entries_total,
+            "changed_fraction": strength.changed_fraction,
+            "relative_change": strength.relative_change,
+        },
+        "options": options.to_dict(),
+    }
+
+
+def readme_lists(report: dict[str, Any]) -> tuple[str, str]:
+    """The README's markdown lists of decisions and of input hashes."""
+    decisions = "\n".join(f"- {k}: {v}" for k, v in report["decisions"].items())
+    inputs = "\n".join(f"- {k}: `{v}`" for k, v in report["inputs"].items())
+    return decisions, inputs
 
 
 def build_report(
@@ -57,32 +122,15 @@ def build_report(
         }
         for m, sim, p in zip(modules, outcome.similarity, outcome.patched, strict=True)
     ]
-    s = outcome.strength
     report: dict[str, Any] = {
-        "method": options.method,
-        "variant": options.variant,
-        "scorer": options.scorer,
-        "selection": options.selection,
-        "seed": options.seed,
-        "sparsity": options.sparsity,
-        "beta": options.beta,
-        "layer_rate": options.layer_rate,
-        "epsilon": options.epsilon,
-        "modules": rows,
-        "inputs": inputs,
-        "output_sha256": "",
-        "package_version": __version__,
-        "seconds": 0.0,
-        "patched_modules": sum(outcome.patched),
-        "total_modules": len(modules),
-        "decisions": outcome.decisions,
-        "strength": {
-            "entries_changed": s.entries_changed,
-            "entries_total": s.entries_total,
-            "changed_fraction": s.changed_fraction,
-            "relative_change": s.relative_change,
-        },
-        "options": options.to_dict(),
+        **report_core(
+            options,
+            rows,
+            inputs=inputs,
+            patched=sum(outcome.patched),
+            decisions=outcome.decisions,
+            strength=outcome.strength,
+        ),
         **extra,
         **outcome.extra,
     }
@@ -93,8 +141,7 @@ def build_report(
 
 def _readme(report: dict[str, Any]) -> str:
     patched, total = report["patched_modules"], report["total_modules"]
-    decisions = "\n".join(f"- {k}: {v}" for k, v in report["decisions"].items())
-    inputs = "\n".join(f"- {k}: `{v}`" for k, v in report["inputs"].items())
+    decisions, inputs = readme_lists(report)
     return f"""# Realigned LoRA adapter (mlflow-nlsr {report["package_version"]})
 
 This PEFT LoRA adapter is the fine-tuned adapter after safety realignment with method
@@ -140,12 +187,12 @@ def write_outputs(out_dir: Path, outcome: MethodOutcome, report: dict[str, Any])
     )
     similarity_plot(report["modules"], out_dir / PLOT_NAME, title=title, ylabel=ylabel)
     (out_dir / README_NAME).write_text(_readme(report))
-    (out_dir / REPORT_NAME).write_text(json.dumps(_json_safe(report), indent=2) + "\n")
+    write_report_json(out_dir, report)
     return report
 
 
 def finish_report(out_dir: Path, report: dict[str, Any], seconds: float) -> dict[str, Any]:
     """Record the wall time in the report file (the adapter files are not touched)."""
     report = {**report, "seconds": round(seconds, 3)}
-    (out_dir / REPORT_NAME).write_text(json.dumps(_json_safe(report), indent=2) + "\n")
-    return _json_safe(report)  # type: ignore[no-any-return]
+    write_report_json(out_dir, report)
+    return json_safe(report)  # type: ignore[no-any-return]
