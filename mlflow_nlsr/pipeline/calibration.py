@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import torch
 
 from mlflow_nlsr.errors import CalibrationError, InputError
+from mlflow_nlsr.io.jsonl import read_jsonl
 
 IGNORE_INDEX = -100
 DEFAULT_CALIBRATION = "calibration_safety.jsonl"
@@ -36,32 +36,16 @@ def default_calibration_path() -> Path:
 
 
 def _read_jsonl(path: str | Path, required: tuple[str, ...]) -> list[dict[str, str]]:
-    path = Path(path)
-    if not path.is_file():
-        raise CalibrationError(f"calibration file {path} does not exist")
-    rows: list[dict[str, str]] = []
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CalibrationError(f"cannot read calibration file {path}: {exc}") from exc
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CalibrationError(f"{path} line {number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise CalibrationError(
-                f"{path} line {number}: expected a JSON object, found {type(row).__name__}"
-            )
-        for key in required:
-            if not isinstance(row.get(key), str) or not row[key].strip():
-                raise CalibrationError(f"{path} line {number}: expected a non-empty string {key!r}")
-        rows.append({key: row[key] for key in required})
-    if not rows:
-        raise CalibrationError(f"calibration file {path} holds no samples")
-    return rows
+    rows = read_jsonl(
+        path,
+        required=dict.fromkeys(required, str),
+        what="calibration file",
+        error=CalibrationError,
+        at="{path} line {line}",
+        nonempty=True,
+        unit="samples",
+    )
+    return [{key: row[key] for key in required} for row in rows]
 
 
 def load_pairs(path: str | Path) -> list[dict[str, str]]:

@@ -7,7 +7,6 @@ path; it therefore keeps no state of its own. The active refusal judge lives in
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -17,6 +16,7 @@ from typing import Any
 from mlflow_nlsr.errors import InputError
 from mlflow_nlsr.gates.judges import active_judge
 from mlflow_nlsr.gates.suites import data_dir
+from mlflow_nlsr.io.jsonl import read_jsonl
 
 #: required fields (and their types) of each shipped data file
 SCHEMAS: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -36,26 +36,7 @@ def read_rows(name: str, folder: Path | None = None) -> list[dict[str, Any]]:
     path = (folder or data_dir()) / name
     if not path.is_file():
         raise InputError(f"gate data file {path} does not exist (expected one of {sorted(SCHEMAS)})")
-    schema = SCHEMAS.get(name, {})
-    rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
-            for field, kind in schema.items():
-                if not isinstance(row.get(field), kind) or isinstance(row.get(field), bool):
-                    names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-                    raise InputError(
-                        f"{path}:{lineno}: field {field!r} should be {names}, found {row.get(field)!r}"
-                    )
-            rows.append(row)
-    if not rows:
-        raise InputError(f"gate data file {path} holds no rows")
-    return rows
+    return read_jsonl(path, required=SCHEMAS.get(name, {}), what="gate data file")
 
 
 def stratified(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
