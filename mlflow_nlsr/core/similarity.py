@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from mlflow_nlsr.core._checks import check_lora_pair, check_mask, check_same_shape
+from mlflow_nlsr.core._checks import check_factor_set, check_lora_pair, check_mask, check_same_shape
 
 
 def cosine(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -102,11 +102,7 @@ def factor_similarity(
         product is zero (e.g. all entries masked out).
 
     """
-    check_lora_pair(a_t, b_t, "fine-tuned")
-    check_same_shape(a_e, a_t, "reference vs fine-tuned lora_A")
-    check_same_shape(b_e, b_t, "reference vs fine-tuned lora_B")
-    ma = check_mask(m_a, a_t, "mask vs lora_A")
-    mb = check_mask(m_b, b_t, "mask vs lora_B")
+    ma, mb = check_factor_set(a_t, b_t, a_e, b_e, m_a, m_b)
     zero = torch.zeros((), dtype=torch.float64, device=a_t.device)
     at = torch.where(ma, a_t.to(torch.float64), zero)
     bt = torch.where(mb, b_t.to(torch.float64), zero)

@@ -10,22 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from mlflow_nlsr.core._checks import check_lora_pair, check_mask, check_matrix, check_same_shape
+from mlflow_nlsr.core._checks import check_factor_set, check_mask, check_matrix, check_same_shape
 from mlflow_nlsr.core.masks import top_mask
-
-
-def _check_factors(
-    a_t: torch.Tensor,
-    b_t: torch.Tensor,
-    a_e: torch.Tensor,
-    b_e: torch.Tensor,
-    m_a: torch.Tensor,
-    m_b: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    check_lora_pair(a_t, b_t, "fine-tuned")
-    check_same_shape(a_e, a_t, "reference vs fine-tuned lora_A")
-    check_same_shape(b_e, b_t, "reference vs fine-tuned lora_B")
-    return check_mask(m_a, a_t, "mask vs lora_A"), check_mask(m_b, b_t, "mask vs lora_B")
 
 
 def transplant_factors(
@@ -50,7 +36,7 @@ def transplant_factors(
         ``(where(M_A, A_e, A_t) [r, d_in], where(M_B, B_e, B_t) [d_out, r])`` in the dtypes of a_t/b_t.
 
     """
-    ma, mb = _check_factors(a_t, b_t, a_e, b_e, m_a, m_b)
+    ma, mb = check_factor_set(a_t, b_t, a_e, b_e, m_a, m_b)
     a_new = torch.where(ma, a_e.to(device=a_t.device, dtype=a_t.dtype), a_t)
     b_new = torch.where(mb, b_e.to(device=b_t.device, dtype=b_t.dtype), b_t)
     return a_new, b_new
@@ -82,7 +68,7 @@ def paper_correction_factors(
         ``B2 = [M_B⊙B_e , (1−M_B)⊙B_t]``, so ``B2 @ A2 == W'_e + Ŵ'_t``; dtypes of a_t/b_t.
 
     """
-    ma, mb = _check_factors(a_t, b_t, a_e, b_e, m_a, m_b)
+    ma, mb = check_factor_set(a_t, b_t, a_e, b_e, m_a, m_b)
     a_e = a_e.to(device=a_t.device, dtype=a_t.dtype)
     b_e = b_e.to(device=b_t.device, dtype=b_t.dtype)
     za, zb = torch.zeros_like(a_t), torch.zeros_like(b_t)
