@@ -13,15 +13,12 @@ from mlflow_nlsr.core.similarity import (
     product_inner,
 )
 from mlflow_nlsr.errors import IncompatibleModelsError
+from tests.core.factors import lora_module
 
 
 @pytest.fixture
 def module():
-    g = torch.Generator().manual_seed(11)
-    a_t, b_t = torch.randn(4, 7, generator=g), torch.randn(6, 4, generator=g)
-    a_e, b_e = torch.randn(4, 7, generator=g), torch.randn(6, 4, generator=g)
-    m_a, m_b = torch.rand(4, 7, generator=g) > 0.5, torch.rand(6, 4, generator=g) > 0.5
-    return a_t, b_t, a_e, b_e, m_a, m_b
+    return lora_module(seed=11, r=4, d_in=7, d_out=6, threshold=0.5)
 
 
 def test_cosine_of_known_vectors():

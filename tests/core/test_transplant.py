@@ -12,15 +12,12 @@ from mlflow_nlsr.core.transplant import (
     transplant_factors,
 )
 from mlflow_nlsr.errors import ConfigError, IncompatibleModelsError
+from tests.core.factors import lora_module
 
 
 @pytest.fixture
 def module():
-    g = torch.Generator().manual_seed(21)
-    a_t, b_t = torch.randn(3, 8, generator=g), torch.randn(5, 3, generator=g)
-    a_e, b_e = torch.randn(3, 8, generator=g), torch.randn(5, 3, generator=g)
-    m_a, m_b = torch.rand(3, 8, generator=g) > 0.7, torch.rand(5, 3, generator=g) > 0.7
-    return a_t, b_t, a_e, b_e, m_a, m_b
+    return lora_module(seed=21, r=3, d_in=8, d_out=5, threshold=0.7)
 
 
 def test_masked_entries_equal_reference_and_unmasked_equal_fine_tuned(module):
