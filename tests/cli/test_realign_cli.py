@@ -15,8 +15,7 @@ from tests import factories
 from tests.pipeline.conftest import write_pairs
 
 
-def _args(tiny_adapters, out, *extra):
-    base, aligned, finetuned = tiny_adapters
+def _argv(base, aligned, finetuned, out, *extra):
     return [
         "realign",
         "--base",
@@ -27,9 +26,12 @@ def _args(tiny_adapters, out, *extra):
         str(finetuned),
         "--output",
         str(out),
-        "--no-progress",
         *extra,
     ]
+
+
+def _args(tiny_adapters, out, *extra):
+    return _argv(*tiny_adapters, out, "--no-progress", *extra)
 
 
 def test_help_explains_inputs_outputs_and_that_actsvd_loads_the_model():
@@ -93,19 +95,7 @@ def test_fresh_lora_fails_with_a_clear_error_and_no_output(tiny_adapters, tmp_pa
     base, aligned, _ = tiny_adapters
     fresh = factories.make_lora_adapter(base, tmp_path / "fresh", seed=55)
     out = tmp_path / "out"
-    args = [
-        "realign",
-        "--base",
-        str(base),
-        "--aligned",
-        str(aligned),
-        "--finetuned",
-        str(fresh),
-        "--output",
-        str(out),
-        "--scorer",
-        "magnitude",
-    ]
+    args = _argv(base, aligned, fresh, out, "--scorer", "magnitude")
     result = CliRunner().invoke(cli, args)
     assert result.exit_code != 0
     assert result.output.startswith("Error:") and "--force" in result.output
@@ -117,20 +107,7 @@ def test_fresh_lora_fails_with_a_clear_error_and_no_output(tiny_adapters, tmp_pa
 def test_missing_adapter_and_bad_option_values_are_errors(tiny_adapters, tmp_path):
     out = tmp_path / "out"
     base, aligned, _ = tiny_adapters
-    missing = CliRunner().invoke(
-        cli,
-        [
-            "realign",
-            "--base",
-            str(base),
-            "--aligned",
-            str(aligned),
-            "--finetuned",
-            str(tmp_path / "nope"),
-            "--output",
-            str(out),
-        ],
-    )
+    missing = CliRunner().invoke(cli, _argv(base, aligned, tmp_path / "nope", out))
     assert missing.exit_code == 3 and "Error:" in missing.output and "does not exist" in missing.output
     bad = CliRunner().invoke(cli, _args(tiny_adapters, out, "--sparsity", "1.5"))
     assert bad.exit_code == 2 and "Error: sparsity must be in [0, 1]" in bad.output
