@@ -175,3 +175,11 @@ def continue_adapter(
     return make_lora_adapter(
         base, path, r=cfg["r"], alpha=cfg["lora_alpha"], targets=cfg["target_modules"], tensors=out
     )
+
+
+def make_model_trio(root: Path) -> tuple[Path, Path, Path]:
+    """(base 2-layer Llama, aligned r=4 adapter, fine-tuned adapter continuing it) under `root`."""
+    base = make_tiny_llama(root / "base", layers=2)
+    aligned = make_lora_adapter(base, root / "aligned", r=4, seed=1)
+    finetuned = continue_adapter(base, aligned, root / "finetuned", drift=0.03)
+    return base, aligned, finetuned

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mlflow_nlsr.demo.server import free_port, healthy, server_env
 
-__all__ = ["MlflowServer", "free_port", "healthy", "running_server", "webhook_env"]
+__all__ = ["MlflowServer", "free_port", "healthy", "nlsr_app_server", "running_server", "webhook_env"]
 
 STARTUP_TIMEOUT_S = 300
 
@@ -89,3 +89,11 @@ def running_server(
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def nlsr_app_server(root: Path, store_url: str, secret: str) -> Iterator[MlflowServer]:
+    """`mlflow server --app-name nlsr` queueing into `store_url`, its /nlsr/webhook verifying `secret`."""
+    env = {"NLSR_STORE_URL": store_url, "NLSR_WEBHOOK_SECRET": secret, "NLSR_WORK_DIR": str(root / "w")}
+    with running_server(root, app_name="nlsr", extra_env=env) as srv:
+        yield srv

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests import factories
-from tests.mlflow_server import running_server
+from tests.mlflow_server import nlsr_app_server
 
 #: the secret of the session server's /nlsr/webhook route (NLSR_WEBHOOK_SECRET)
 APP_SECRET = "app-plugin-secret-do-not-log-0xC0FFEE"
@@ -30,11 +30,7 @@ class Trio:
 @pytest.fixture(scope="session")
 def good(tmp_path_factory) -> Trio:
     """A consistent (base, aligned r=4, fine-tuned) trio; every bad input is derived from it."""
-    root = tmp_path_factory.mktemp("rel-models")
-    base = factories.make_tiny_llama(root / "base", layers=2)
-    aligned = factories.make_lora_adapter(base, root / "aligned", r=4, seed=1)
-    finetuned = factories.continue_adapter(base, aligned, root / "finetuned", drift=0.03)
-    return Trio(base, aligned, finetuned)
+    return Trio(*factories.make_model_trio(tmp_path_factory.mktemp("rel-models")))
 
 
 @pytest.fixture(scope="session")
@@ -46,10 +42,7 @@ def app_store_url(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory, app_store_url):
     """`mlflow server --app-name nlsr` on loopback; its /nlsr/webhook verifies with APP_SECRET."""
-    root = tmp_path_factory.mktemp("rel-server")
-    env = {"NLSR_STORE_URL": app_store_url, "NLSR_WEBHOOK_SECRET": APP_SECRET,
-           "NLSR_WORK_DIR": str(root / "w")}
-    with running_server(root, app_name="nlsr", extra_env=env) as srv:
+    with nlsr_app_server(tmp_path_factory.mktemp("rel-server"), app_store_url, APP_SECRET) as srv:
         yield srv
 
 

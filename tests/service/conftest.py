@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests import factories
-from tests.mlflow_server import running_server
+from tests.mlflow_server import nlsr_app_server
 
 PERMISSIVE = {
     "suites": ["safety", "overrefusal", "utility"],
@@ -28,24 +28,14 @@ def app_store_url(tmp_path_factory) -> str:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory, app_store_url):
     """`mlflow server --app-name nlsr` on loopback with webhooks enabled and the after-request trigger on."""
-    root = tmp_path_factory.mktemp("nlsr-server")
-    env = {
-        "NLSR_STORE_URL": app_store_url,
-        "NLSR_WEBHOOK_SECRET": "app-secret",
-        "NLSR_WORK_DIR": str(root / "w"),
-    }
-    with running_server(root, app_name="nlsr", extra_env=env) as srv:
+    with nlsr_app_server(tmp_path_factory.mktemp("nlsr-server"), app_store_url, "app-secret") as srv:
         yield srv
 
 
 @pytest.fixture(scope="session")
 def models(tmp_path_factory):
     """(base, aligned, finetuned) tiny dirs; the fine-tuned adapter continues the aligned one."""
-    root = tmp_path_factory.mktemp("svc-models")
-    base = factories.make_tiny_llama(root / "base", layers=2)
-    aligned = factories.make_lora_adapter(base, root / "aligned", r=4, seed=1)
-    finetuned = factories.continue_adapter(base, aligned, root / "finetuned", drift=0.03)
-    return base, aligned, finetuned
+    return factories.make_model_trio(tmp_path_factory.mktemp("svc-models"))
 
 
 @pytest.fixture(scope="session")
