@@ -6,12 +6,12 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import click
 
-from mlflow_nlsr.errors import NLSRError
+from mlflow_nlsr.errors import ConfigError, NLSRError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +31,15 @@ def handle_errors(func: F) -> F:
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def key_values(values: Iterable[str], option: str, example: str = "") -> Iterator[tuple[str, str]]:
+    """Yield (stripped key, raw value) of each ``KEY=VALUE`` given to `option`; ConfigError without '='."""
+    for item in values:
+        if "=" not in item:
+            raise ConfigError(f"{option} expects key=value{example}, got {item!r}")
+        key, value = item.split("=", 1)
+        yield key.strip(), value
 
 
 def echo_json(data: Any) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from mlflow_nlsr.errors import ConfigError
+from mlflow_nlsr.cli._common import key_values
 
 _SERVICE_OPTIONS = [
     click.option(
@@ -57,11 +57,8 @@ def parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
     import yaml
 
     out: dict[str, Any] = {}
-    for item in values:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value (e.g. --set sparsity=0.5), got {item!r}")
-        key, raw = item.split("=", 1)
-        out[key.strip().replace("-", "_")] = yaml.safe_load(raw)
+    for key, raw in key_values(values, "--set", " (e.g. --set sparsity=0.5)"):
+        out[key.replace("-", "_")] = yaml.safe_load(raw)
     return out
 
 

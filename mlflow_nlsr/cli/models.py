@@ -6,18 +6,11 @@ from pathlib import Path
 
 import click
 
-from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option
-from mlflow_nlsr.errors import ConfigError
+from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, key_values
 
 
 def _tags(values: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for item in values:
-        if "=" not in item:
-            raise ConfigError(f"--tag expects key=value, got {item!r}")
-        key, value = item.split("=", 1)
-        out[key.strip()] = value
-    return out
+    return dict(key_values(values, "--tag"))
 
 
 @click.command("log-model")
