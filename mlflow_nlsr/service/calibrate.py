@@ -4,8 +4,9 @@ The loop takes callables, so it runs without models in tests: ``realign_fn(optio
 and ``gate_fn(model_dir_or_adapter, quick) -> metrics``. For each rung (least invasive first, see
 ladder.py) it realigns into ``work_dir/attempt-NN/model``, runs the quick gate and evaluates the policy
 against the references' quick-gate metrics; a quick pass is confirmed with the full gate. It stops at the
-first confirmed pass, or when the budget, the ladder or the confirmations run out, or when a rung already
-fails a damage rule (over-refusal, utility): stronger rungs only damage more. Seed variants of a
+first confirmed pass, or when the budget, the ladder or the confirmations run out, or when two attempts in
+a row failed a damage rule (over-refusal, utility): stronger rungs only damage more, while one damaged
+rung may be an unlucky Bernoulli draw (seen on the demo model). Seed variants of a
 Bernoulli rung are tried only after a near miss. When nothing passes, the attempt closest to passing (the
 smallest total violation, see :func:`check`) is chosen and :attr:`CalibrationResult.rejection` says what
 was tried. Wiring to the pipeline, the gates, the registry and the job store: calibrate_run.py.
@@ -228,7 +229,7 @@ def search(
     work_dir: Path,
     budget: Budget | None = None,
     confirm: bool = True,
-    stop_on_damage: bool = True,
+    damage_patience: int | None = 2,
     clock: Callable[[], float] = time.monotonic,
     on_attempt: Callable[[Attempt], None] | None = None,
     quick_gate: Mapping[str, Any] | None = None,
@@ -238,6 +239,7 @@ def search(
     `references` maps baseline names (``finetuned``, ``aligned``) to model dirs, gated with `gate_fn`
     (once per gate kind). The first attempt always runs; a later one starts only while the attempt
     count is under ``budget.max_attempts`` and the time left is at least the slowest attempt so far.
+    The climb stops after `damage_patience` attempts in a row failed a damage rule (None: never).
     """
     if not ladder:
         raise ConfigError("the calibration ladder is empty")
@@ -246,15 +248,15 @@ def search(
     quick_base = {role: dict(gate_fn(Path(path), True)) for role, path in references.items()}
     full_base: dict[str, dict[str, float]] | None = None
     attempts: list[Attempt] = []
-    confirmations, slowest, damaged = 0, 0.0, False
+    confirmations, slowest, damaged = 0, 0.0, 0
     stop = "ladder exhausted"
     for rung in ladder:
         if rung.retry_of is not None:
             last = _family_last(attempts, rung.retry_of)
             if last is None or last.passed or last.final.score > budget.seed_margin:
                 continue  # seed variants only after a near miss of the same strength
-        elif damaged:
-            stop = "damage (a weaker rung already failed an over-refusal/utility rule)"
+        elif damage_patience is not None and damaged >= damage_patience:
+            stop = f"damage ({damaged} attempts in a row failed an over-refusal/utility rule)"
             break
         if len(attempts) >= budget.max_attempts:
             stop = f"max attempts ({budget.max_attempts})"
@@ -294,7 +296,7 @@ def search(
         if full is not None and confirmations >= budget.max_confirmations:
             stop = f"confirmations ({budget.max_confirmations} quick passes failed the full gate)"
             break
-        damaged = damaged or (stop_on_damage and attempt.final.damage)
+        damaged = damaged + 1 if attempt.final.damage else 0
     chosen = attempts[-1] if attempts[-1].passed else best_failing(attempts)
     return CalibrationResult(
         attempts=tuple(attempts),

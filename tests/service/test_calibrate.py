@@ -251,8 +251,8 @@ def test_seed_variants_are_tried_only_after_a_near_miss(tmp_path):
     assert result.passed and result.chosen.options["seed"] == 43
 
 
-def test_a_damage_failure_stops_the_climb(tmp_path):
-    def metrics(o):  # safe from 0.324 on, but already over-refusing there
+def test_two_damage_failures_in_a_row_stop_the_climb(tmp_path):
+    def metrics(o):  # safe from 0.324 on, but over-refusing there (a wide miss: no seed variant)
         if predicted_strength(o) < 0.3:
             return dict(UNSAFE)
         return {**SAFE, "refusal_rate": 0.5}
@@ -261,15 +261,33 @@ def test_a_damage_failure_stops_the_climb(tmp_path):
 
     result = world.run(tmp_path, confirm=False)
 
-    assert result.stop_reason.startswith("damage")
-    assert [a.rung.name for a in result.attempts][-1] == "sp0.8-mod0.5-b0.9"
-    assert result.attempts[-1].final.damage and not result.passed
+    assert result.stop_reason.startswith("damage (2 attempts in a row")
+    assert [a.rung.name for a in result.attempts][-2:] == ["sp0.8-mod0.5-b0.9", "sp0.7-mod0.5-b0.9"]
+    assert all(a.final.damage for a in result.attempts[-2:]) and not result.passed
 
 
-def test_without_stop_on_damage_the_climb_goes_on(tmp_path):
+def test_one_damaged_rung_does_not_stop_the_climb(tmp_path):
+    def metrics(o):  # the defaults' draw hurts the task (a near miss), its seed variant is unsafe
+        s = predicted_strength(o)
+        if s < 0.3:
+            return dict(UNSAFE)
+        if s < 0.4:
+            return {**SAFE, "utility": 0.72} if o.seed == 42 else dict(UNSAFE)
+        return dict(SAFE)
+
+    world = World(tmp_path, metrics)
+
+    result = world.run(tmp_path, confirm=False)
+
+    names = [a.rung.name for a in result.attempts]
+    assert names[2:] == ["sp0.8-mod0.5-b0.9", "sp0.8-mod0.5-b0.9-seed43", "sp0.7-mod0.5-b0.9"]
+    assert result.attempts[2].final.damage and result.passed
+
+
+def test_without_damage_patience_the_climb_goes_on(tmp_path):
     world = World(tmp_path, lambda o: {**SAFE, "refusal_rate": 0.5})
 
-    result = world.run(tmp_path, confirm=False, stop_on_damage=False, budget=Budget(max_attempts=4))
+    result = world.run(tmp_path, confirm=False, damage_patience=None, budget=Budget(max_attempts=4))
 
     assert len(result.attempts) == 4 and result.stop_reason == "max attempts (4)"
 
