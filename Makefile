@@ -39,7 +39,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check mlflow_nlsr tests bench
+	$(VENV)/bin/ruff check mlflow_nlsr tests bench scripts
 	$(VENV)/bin/mypy mlflow_nlsr
 	$(VENV)/bin/lint-imports
 	$(PY) scripts/gen_cli_docs.py --check

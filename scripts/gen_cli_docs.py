@@ -1,7 +1,7 @@
 """Generate docs/cli.md from the commands' own --help (so the reference cannot drift).
 
-    python scripts/gen_cli_docs.py          # rewrite docs/cli.md
-    python scripts/gen_cli_docs.py --check  # exit 1 if docs/cli.md is stale (make lint runs this)
+``python scripts/gen_cli_docs.py`` rewrites docs/cli.md; with ``--check`` it exits 1 if docs/cli.md is
+stale (``make lint`` runs that).
 """
 
 from __future__ import annotations
