@@ -201,7 +201,42 @@ def summarize(rows: list[dict[str, Any]], path: Path) -> None:
     lines.append(
         f"\nDefaults failed in {failed} of {len(rows)} cases; calibration passed in {rescued} of them."
     )
+    attempts = [a for r in rows for a in r["attempts"]]
+    pairs = sorted({(a["predicted_strength"], a["strength"]["relative_change"]) for a in attempts})
+    if len(pairs) > 2:
+        rho = spearman([p for p, _ in pairs], [m for _, m in pairs])
+        lines.append(
+            f"Spearman(predicted, measured relative change), {len(pairs)} distinct attempts: {rho:.2f}."
+        )
+    seconds = [r["calibrated"]["seconds"] for r in rows]
+    lines.append(
+        f"Calibration: {len(attempts) / len(rows):.1f} attempts and {sum(seconds) / len(seconds) / 60:.1f} "
+        "min per case on average (realignments and gate runs shared with the defaults are cached)."
+    )
     path.write_text("\n".join(lines) + "\n")
+
+
+def spearman(x: list[float], y: list[float]) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+
+    def ranks(v: list[float]) -> list[float]:
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        out = [0.0] * len(v)
+        i = 0
+        while i < len(v):
+            j = i
+            while j + 1 < len(v) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                out[order[k]] = (i + j) / 2
+            i = j + 1
+        return out
+
+    rx, ry = ranks(x), ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    var = (sum((a - mx) ** 2 for a in rx) * sum((b - my) ** 2 for b in ry)) ** 0.5
+    return cov / var if var else 0.0
 
 
 def main() -> None:
@@ -216,6 +251,7 @@ def main() -> None:
     parser.add_argument("--time-budget", type=float, default=3600.0)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--pretrain", type=float, nargs="*", default=[], help="fine-tune these ratios first")
+    parser.add_argument("--summarize-only", action="store_true", help="rewrite summary.md from results.jsonl")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     demo, out = args.demo_work.resolve(), args.out.resolve()
@@ -224,6 +260,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
     done = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
+    if args.summarize_only:
+        summarize(done, out / "summary.md")
+        return
     settings = DemoSettings.full()
     for ratio in args.pretrain:
         finetune(demo, out, ratio, settings)
