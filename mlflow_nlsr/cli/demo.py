@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from pathlib import Path
 
 import click
@@ -77,7 +79,9 @@ def demo(
         calibrate=calibrate,
         progress=not quiet,
     )
-    summary = run_demo(config, echo=lambda line: click.echo(line, err=True))
+    # libraries (MLflow's "View run" lines) print to stdout; keep stdout for the result alone
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = run_demo(config, echo=lambda line: click.echo(line, err=True))
     if as_json:
         echo_json(summary)
         return

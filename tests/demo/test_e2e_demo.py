@@ -66,7 +66,7 @@ def fast_demo(tmp_path_factory):
     )
     wall = time.monotonic() - started
     assert proc.returncode == 0, f"demo failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
-    return json.loads(proc.stdout), wall, out
+    return json.loads(proc.stdout), wall, out  # --json: stdout holds the summary alone
 
 
 def test_the_attack_raises_asr_and_the_registry_job_lowers_it(fast_demo):
