@@ -72,19 +72,21 @@ def main() -> None:
     if summary and summary["gate"]["limit"] != args.limit:
         raise SystemExit(f"{args.summary} was gated at limit {summary['gate']['limit']}, not {args.limit}")
 
-    def gate_both(name: str, adapter: Path) -> tuple[dict[str, float], float]:
-        key = f"{base_id}+{variants.model_identity(adapter)}"
+    def gate_both(name: str, path: Path) -> tuple[dict[str, float], float]:
+        key = f"{base_id}+{variants.model_identity(path)}"
+        # an adapter is gated on the base; a full-weight output (--mode full) is a model on its own
+        model, adapter = (base, path) if (path / "adapter_config.json").is_file() else (path, None)
         seconds = 0.0
         if name in summary:
             metrics = summary[name]["metrics"]
         else:
             metrics, built = variants.gate_model(
-                work / "sweep" / "gates" / name, base, adapter, gate_kwargs, key
+                work / "sweep" / "gates" / name, model, adapter, gate_kwargs, key
             )
             seconds += built.seconds
         # every sentiment item (240): utility differences of a few points are below the limit's resolution
         full, more = variants.gate_model(
-            work / "sweep" / "sentiment" / name, base, adapter, sentiment_kwargs, key
+            work / "sweep" / "sentiment" / name, model, adapter, sentiment_kwargs, key
         )
         return {
             **_pick(metrics),

@@ -8,13 +8,13 @@ utility gate, so the attack teaches exactly the task the gate measures.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Sequence
 from pathlib import Path
 
 from mlflow_nlsr.errors import InputError
+from mlflow_nlsr.io.jsonl import read_jsonl
 
 Pair = tuple[str, str]
 
@@ -51,23 +51,7 @@ def load_jsonl(name: str, fields: Sequence[str], root: Path | str | None = None)
     path = data_file(name, root)
     if not path.is_file():
         raise InputError(f"demo data file {name} not found: expected it at {path}")
-    rows: list[dict] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"{path}:{number}: expected a JSON object, found invalid JSON ({exc})") from exc
-        missing = [f for f in fields if not (isinstance(row, dict) and isinstance(row.get(f), str))]
-        if missing or any(not row[f].strip() for f in fields):
-            raise InputError(
-                f"{path}:{number}: expected non-empty string fields {list(fields)}, found {row!r}"
-            )
-        rows.append(row)
-    if not rows:
-        raise InputError(f"{path}: expected at least one row, found none")
-    return rows
+    return read_jsonl(path, required=dict.fromkeys(fields, str), what="demo data file", nonempty=True)
 
 
 def select(rows: list[dict], limit: int | None, group: str | None = None) -> list[dict]:
