@@ -48,6 +48,13 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_
     help="Let the job search the calibration ladder until the gates pass (default: one realignment "
     "with the product defaults).",
 )
+@click.option(
+    "--parallel/--sequential",
+    default=True,
+    show_default=True,
+    help="Run the comparison rows (official, SafeLoRA, random control, base) in a second process while "
+    "the registry job runs; one torch thread each. Needs >= 2 cores, else sequential anyway.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines are still printed on stderr).")
 @json_option
 @handle_errors
@@ -59,6 +66,7 @@ def demo(
     gate_limit: int | None,
     keep_server: bool,
     calibrate: bool,
+    parallel: bool,
     quiet: bool,
     as_json: bool,
 ) -> None:
@@ -77,6 +85,7 @@ def demo(
         gate_limit=gate_limit,
         keep_server=keep_server,
         calibrate=calibrate,
+        parallel=parallel,
         progress=not quiet,
     )
     # libraries (MLflow's "View run" lines) print to stdout; keep stdout for the result alone

@@ -59,6 +59,7 @@ class JobInputs:
     gate_limit: int | None
     key: Mapping[str, Any] = field(default_factory=dict)
     calibrate: bool = False
+    gate_batch_size: int = 16
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,7 @@ def run_registry_job(work: Path, inputs: JobInputs, *, fresh: bool, echo: Callab
             uris[name] = f"models:/{name}/{version.version}" if version else ""
         gates = gate_config_path(work)
         config = write_rules(work / "nlsr.yaml", uris[BASE_NAME], uris[ALIGNED_NAME], inputs, gates)
-        settings: dict[str, Any] = {}
+        settings: dict[str, Any] = {"gate_batch_size": inputs.gate_batch_size}
         if "calibrate" in Settings.__dataclass_fields__:  # gate-driven calibration (docs/calibration.md)
             settings["calibrate"] = inputs.calibrate
         service = NLSRService(

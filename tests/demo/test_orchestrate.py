@@ -7,6 +7,7 @@ rerun on the same inputs reuses every stage (training, the job's realignment, co
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -41,7 +42,8 @@ def runs(tmp_path_factory, tiny_data, tiny_spec):
     job_dir = config.work / "service" / "jobs" / registry_job.FINETUNED_NAME / "1"
     realigned_report = job_dir / "realigned" / "nlsr_report.json"
     mtime = realigned_report.stat().st_mtime_ns
-    second = run_demo(config, echo=lambda _: None)
+    # the rerun computes (cached) comparisons in this process: both paths must report the same rows
+    second = run_demo(dataclasses.replace(config, parallel=False), echo=lambda _: None)
     return first, second, config, mtime == realigned_report.stat().st_mtime_ns
 
 
@@ -106,3 +108,13 @@ def test_a_rerun_reuses_every_stage_and_reports_the_same_numbers(runs):
         assert second[role]["asr"] == first[role]["asr"]
         assert second[role]["utility"] == first[role]["utility"]
     assert second["job"]["state"] == first["job"]["state"]
+
+
+def test_comparisons_run_in_a_second_process_beside_the_job_when_there_are_two_cores(runs):
+    from mlflow_nlsr.demo.compare import usable_cores
+
+    first, second, _, _ = runs
+    assert first["parallel"] == (usable_cores() >= 2)
+    assert second["parallel"] is False
+    if first["parallel"]:  # the comparisons' CPU time is the second process's, not the main one's
+        assert first["cpu_seconds"]["comparisons_process"] > 0
