@@ -71,6 +71,9 @@ class Cache:
         self.base, self.aligned, self.finetuned = models
         self.batch_size = batch_size
         self.limits: dict[bool, int] = {}
+        from mlflow_nlsr.pipeline.lora import ProjectionCache
+
+        self.projections = ProjectionCache()  # as the product's search: rungs share ActSVD passes
 
     def realign(self, options: RealignOptions, out: Path) -> dict[str, Any]:
         from mlflow_nlsr.pipeline import realign
@@ -78,7 +81,10 @@ class Cache:
         cached = self.root / "realign" / options.sha256()[:16]
         if not (cached / "nlsr_report.json").is_file():
             started = time.perf_counter()
-            realign(self.base, self.aligned, self.finetuned, cached, options, progress=False, overwrite=True)
+            realign(
+                self.base, self.aligned, self.finetuned, cached, options,
+                progress=False, overwrite=True, projection_cache=self.projections,
+            )  # fmt: skip
             log(
                 f"  realigned sp{options.sparsity:g} {options.selection} lr{options.layer_rate:g} "
                 f"b{options.beta:g} seed{options.seed} in {time.perf_counter() - started:.0f} s"
@@ -249,7 +255,7 @@ def main() -> None:
     parser.add_argument("--gate-limit", type=int, default=24)
     parser.add_argument("--max-attempts", type=int, default=8)
     parser.add_argument("--time-budget", type=float, default=3600.0)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--pretrain", type=float, nargs="*", default=[], help="fine-tune these ratios first")
     parser.add_argument("--summarize-only", action="store_true", help="rewrite summary.md from results.jsonl")
     args = parser.parse_args()

@@ -81,12 +81,12 @@ def main() -> None:
             metrics = summary[name]["metrics"]
         else:
             metrics, built = variants.gate_model(
-                work / "sweep" / "gates" / name, model, adapter, gate_kwargs, key
+                work / "sweep" / "gates" / name, model, adapter, gate_kwargs, key, batch_size=16
             )
             seconds += built.seconds
         # every sentiment item (240): utility differences of a few points are below the limit's resolution
         full, more = variants.gate_model(
-            work / "sweep" / "sentiment" / name, model, adapter, sentiment_kwargs, key
+            work / "sweep" / "sentiment" / name, model, adapter, sentiment_kwargs, key, batch_size=16
         )
         return {
             **_pick(metrics),

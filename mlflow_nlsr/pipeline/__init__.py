@@ -48,5 +48,6 @@ def realign(
             "full-weight mode is not available in this installation; the aligned and fine-tuned inputs "
             "must be PEFT LoRA adapter dirs (with adapter_config.json), or pass --mode lora"
         )
+    kwargs.pop("projection_cache", None)  # LoRA mode only: full mode streams its own projections
     full = importlib.import_module("mlflow_nlsr.pipeline.full")
     return full.realign_full(base, aligned, finetuned, output, options, **kwargs)  # type: ignore[no-any-return]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,45 @@ from mlflow_nlsr.pipeline.report import build_report, finish_report, write_outpu
 from mlflow_nlsr.pipeline.result import RealignResult
 
 CALIBRATION_BATCH_SIZE = 8
+#: the options that decide the ActSVD projections (spec §1.4b); selection, layer rate, epsilon and
+#: tau only choose modules afterwards, so calibration rungs differing in those share one projection
+PROJECTION_KNOBS = (
+    "variant", "beta", "sparsity", "calibration", "calibration_prompts", "calibration_samples",
+    "max_length", "seed", "device",
+)  # fmt: skip
+
+
+class ProjectionCache:
+    """The last few ActSVD projections of one process, keyed by the inputs' hashes and PROJECTION_KNOBS.
+
+    The calibration search realigns the same inputs many times; rungs that differ only in which
+    modules are patched reuse the projection (the ~minute-long calibration pass) instead of redoing it.
+    """
+
+    def __init__(self, size: int = 4) -> None:
+        self.size = size
+        self.hits = 0
+        self._entries: dict[str, tuple[dict[str, torch.Tensor], dict[str, Any]]] = {}
+
+    @staticmethod
+    def key(inputs: dict[str, str], options: RealignOptions) -> str:
+        """The cache key of `options` on `inputs` (sha256 of the input dirs)."""
+        knobs = {k: getattr(options, k) for k in PROJECTION_KNOBS}
+        return json.dumps({"inputs": inputs, "options": knobs}, sort_keys=True, default=str)
+
+    def get(self, key: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """The projection stored under `key` (counted as a hit), else None."""
+        found = self._entries.pop(key, None)
+        if found is not None:
+            self.hits += 1
+            self._entries[key] = found  # most recently used last
+        return found
+
+    def put(self, key: str, value: tuple[dict[str, torch.Tensor], dict[str, Any]]) -> None:
+        """Store `value`, dropping the least recently used entry beyond `size`."""
+        self._entries[key] = value
+        while len(self._entries) > self.size:
+            self._entries.pop(next(iter(self._entries)))
 
 
 def _calibration_samples(
@@ -103,8 +143,13 @@ def realign_lora(
     *,
     progress: bool = True,
     overwrite: bool = False,
+    projection_cache: ProjectionCache | None = None,
 ) -> RealignResult:
-    """Realign a LoRA-fine-tuned adapter against its aligned predecessor and write the output dir."""
+    """Realign a LoRA-fine-tuned adapter against its aligned predecessor and write the output dir.
+
+    `projection_cache` (the calibration search passes one) reuses an earlier ActSVD projection of the
+    same inputs and projection options.
+    """
     start = time.perf_counter()
     base, output = Path(base), Path(output)
     check_output_free(output, overwrite)
@@ -122,9 +167,13 @@ def realign_lora(
         reference = reference_factors(adapter_a, modules, options)
         projected = None
         if options.scorer == "actsvd":
-            projected, extra["calibration"] = actsvd_reference_projections(
-                base, adapter_t, reference, options, progress=progress
-            )
+            key = ProjectionCache.key(inputs, options)
+            cached = projection_cache.get(key) if projection_cache is not None else None
+            if cached is None:
+                cached = actsvd_reference_projections(base, adapter_t, reference, options, progress=progress)
+                if projection_cache is not None:
+                    projection_cache.put(key, cached)
+            projected, extra["calibration"] = cached[0], dict(cached[1])
             inputs["calibration"] = extra["calibration"]["sha256"]
         keys = [k for m in modules for k in (key_a(m), key_b(m))]
         masks = factor_masks(reference, keys, options, projected)

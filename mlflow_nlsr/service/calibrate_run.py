@@ -79,14 +79,23 @@ def gate_setup(
 
 
 def realign_step(base: Path, aligned: Path, finetuned: Path, *, progress: bool = False) -> RealignFn:
-    """``realign_fn`` on the pipeline; an attempt dir that already holds a report is reused (resume)."""
+    """``realign_fn`` on the pipeline; an attempt dir that already holds a report is reused (resume).
+
+    Attempts share one ActSVD projection cache: rungs that differ only in the modules they patch
+    reuse the calibration pass.
+    """
     from mlflow_nlsr.pipeline import realign
+    from mlflow_nlsr.pipeline.lora import ProjectionCache
+
+    cache = ProjectionCache()
 
     def run(options: RealignOptions, out: Path) -> Mapping[str, Any]:
         report = out / REPORT_NAME
         if report.is_file():
             return dict(json.loads(report.read_text()))
-        return realign(base, aligned, finetuned, out, options, progress=progress, overwrite=True).report
+        return realign(
+            base, aligned, finetuned, out, options, progress=progress, overwrite=True, projection_cache=cache
+        ).report
 
     return run
 

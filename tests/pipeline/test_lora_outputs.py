@@ -3,6 +3,7 @@ patched modules to the reference values, and nothing else."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -218,3 +219,28 @@ def test_paper_variant_masks_rows_and_scales_only_b(tiny_adapters, fast_options,
         scale = 1.9 if ".lora_B." in key else 1.0
         assert torch.allclose(tensors[key][mask], (al.tensors[key] * scale)[mask])
     assert run.report["decisions"]["D1"].startswith("paper") and "D2" in run.report["decisions"]
+
+
+def test_a_projection_cache_reuses_actsvd_only_when_the_projection_options_match(
+    official_run, tiny_adapters, fast_options, tmp_path
+):
+    from mlflow_nlsr.pipeline.lora import ProjectionCache
+
+    base, aligned, finetuned = tiny_adapters
+    cache = ProjectionCache()
+    run = functools.partial(realign, base, aligned, finetuned, progress=False)
+    first = run(tmp_path / "a", fast_options, projection_cache=cache)
+    assert cache.hits == 0
+    assert first.report["output_sha256"] == official_run.report["output_sha256"]
+    # another module choice on the same projection: reused, and the same output as an uncached run
+    patch_all = fast_options.replace(selection="all")
+    cached = run(tmp_path / "b", patch_all, projection_cache=cache)
+    assert cache.hits == 1
+    uncached = run(tmp_path / "c", patch_all)
+    assert (cached.output / "adapter_model.safetensors").read_bytes() == (
+        uncached.output / "adapter_model.safetensors"
+    ).read_bytes()
+    assert cached.report["calibration"] == uncached.report["calibration"]
+    # another sparsity projects to another rank: computed again
+    run(tmp_path / "d", fast_options.replace(sparsity=0.5), projection_cache=cache)
+    assert cache.hits == 1
