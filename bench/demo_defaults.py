@@ -93,6 +93,9 @@ def main() -> None:
             "sentiment_acc_all": round(full["sentiment_acc"], 4),
         }, seconds + more.seconds
 
+    from mlflow_nlsr.pipeline.lora import ProjectionCache
+
+    projections = ProjectionCache()  # candidates differing only in module choice share one ActSVD pass
     rows: dict[str, Any] = {}
     for role, adapter in (("aligned", aligned), ("finetuned", finetuned)):
         metrics, seconds = gate_both(role, adapter)
@@ -103,7 +106,8 @@ def main() -> None:
         options = RealignOptions().replace(**changes)
         start = time.perf_counter()
         realigned = variants.realign_variant(
-            work / "sweep" / "models" / name, base, aligned, finetuned, options, inputs_key
+            work / "sweep" / "models" / name, base, aligned, finetuned, options, inputs_key,
+            projection_cache=projections,
         )
         report = json.loads((realigned.path / "nlsr_report.json").read_text())
         metrics, seconds = gate_both(name, realigned.path)

@@ -72,6 +72,7 @@ def realign_variant(
     inputs_key: Mapping[str, Any],
     *,
     progress: bool = False,
+    projection_cache: Any = None,
 ) -> Built:
     """Realign ``finetuned`` into ``out`` with ``options`` unless a run on the same inputs is there."""
     from mlflow_nlsr.pipeline import realign
@@ -80,7 +81,10 @@ def realign_variant(
     if _cached(out, key) and (out / "nlsr_report.json").is_file():
         return Built(out, _recorded_seconds(out), True)
     start = time.perf_counter()
-    realign(base, aligned, finetuned, out, options, overwrite=True, progress=progress)
+    realign(
+        base, aligned, finetuned, out, options, overwrite=True, progress=progress,
+        projection_cache=projection_cache,
+    )  # fmt: skip
     seconds = time.perf_counter() - start
     _mark(out, key, seconds)
     return Built(out, round(seconds, 2), False)
