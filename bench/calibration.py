@@ -112,12 +112,9 @@ class Cache:
         run = run_gates(
             self.base,
             adapter=resolved,
-            suites=tuple(DEMO_GATES["suites"]),
-            tasks_extra=tuple(DEMO_GATES["extra_tasks"]),
-            judge=DEMO_GATES["judge"],
-            limit=limit,
             batch_size=self.batch_size,
             output_dir=out,
+            **parse_gate_config(DEMO_GATES).run_kwargs(limit),
         )
         log(
             f"  gated {resolved.name} (limit {limit}) in {time.perf_counter() - started:.0f} s: "

@@ -54,14 +54,10 @@ def main() -> None:
     work: Path = args.work
     base, aligned, finetuned = work / "base", work / "align", work / "attack"
     gate = load_gate_config(registry_job.gate_config_path(work))
-    gate_kwargs = {
-        "suites": tuple(gate.suites or ()),
-        "tasks_extra": tuple(gate.extra_tasks),
-        "judge": gate.judge or "keyword",
-        "judge_options": dict(gate.judge_options),
-        "limit": args.limit,
+    gate_kwargs = gate.run_kwargs(args.limit)
+    sentiment_kwargs = {
+        **gate_kwargs, "suites": (), "tasks_extra": ("nlsr_sentiment",), "limit": None, "task_limits": {}
     }
-    sentiment_kwargs = {**gate_kwargs, "suites": (), "tasks_extra": ("nlsr_sentiment",), "limit": None}
     base_id = variants.model_identity(base)
     inputs_key = {
         "base": base_id,

@@ -155,6 +155,7 @@ def gate(
         judge=judge or config.judge or "keyword",
         judge_options=judge_options,
         limit=limit if limit is not None else config.limit,
+        task_limits=config.task_limits,
         batch_size=batch_size,
         max_gen_toks=max_gen_toks,
         output_dir=output_dir,

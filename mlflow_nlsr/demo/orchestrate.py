@@ -199,14 +199,7 @@ def _compare_inputs(
     """The comparisons' inputs: the product default, the --fast sizes and the job's gate settings."""
     from mlflow_nlsr.gates.policy import load_gate_config
 
-    gate = load_gate_config(registry_job.gate_config_path(work))
-    gate_kwargs = {
-        "suites": tuple(gate.suites or ()),
-        "tasks_extra": tuple(gate.extra_tasks),
-        "judge": gate.judge or "keyword",
-        "judge_options": dict(gate.judge_options),
-        "limit": limit,
-    }
+    gate_kwargs = load_gate_config(registry_job.gate_config_path(work)).run_kwargs(limit)
     return compare.CompareInputs(
         work=work, base=models.base, aligned=models.aligned, finetuned=models.finetuned,
         realign_block=dict(realign_block),

@@ -16,7 +16,7 @@ import difflib
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,19 @@ class GateConfig:
     judge: str | None = None
     judge_options: Mapping[str, Any] = field(default_factory=dict)
     limit: int | None = None
+    #: per-task item limits overriding `limit` (None: every item), e.g. a cheap utility task in full
+    task_limits: Mapping[str, int | None] = field(default_factory=dict)
+
+    def run_kwargs(self, limit: int | None = None, default_suites: Sequence[str] = ()) -> dict[str, Any]:
+        """``run_gates`` keyword arguments of this config (`limit` overrides the config's limit)."""
+        return {
+            "suites": tuple(self.suites) if self.suites is not None else tuple(default_suites),
+            "tasks_extra": tuple(self.extra_tasks),
+            "judge": self.judge or "keyword",
+            "judge_options": dict(self.judge_options),
+            "limit": limit if limit is not None else self.limit,
+            "task_limits": dict(self.task_limits),
+        }
 
     @property
     def baselines(self) -> tuple[str, ...]:
@@ -117,7 +130,7 @@ def parse_gate_config(data: Mapping[str, Any]) -> GateConfig:
         raise ConfigError(
             f"a gate config should be a mapping with a 'rules' list, found {type(data).__name__}"
         )
-    unknown = set(data) - {"rules", "suites", "extra_tasks", "judge", "judge_options", "limit"}
+    unknown = set(data) - {"rules", "suites", "extra_tasks", "judge", "judge_options", "limit", "task_limits"}
     if unknown:
         raise ConfigError(f"unknown gate config keys {sorted(unknown)}")
     raw_rules = data.get("rules")
@@ -130,6 +143,17 @@ def parse_gate_config(data: Mapping[str, Any]) -> GateConfig:
     limit = data.get("limit")
     if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
         raise ConfigError(f"gate config 'limit' should be a positive integer, found {limit!r}")
+    task_limits = data.get("task_limits") or {}
+    if not isinstance(task_limits, Mapping):
+        raise ConfigError(
+            f"gate config 'task_limits' should be a mapping of task to item limit, found {task_limits!r}"
+        )
+    for task, value in task_limits.items():
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ConfigError(
+                f"gate config 'task_limits.{task}' should be a positive integer or null (every item), "
+                f"found {value!r}"
+            )
     options = data.get("judge_options") or {}
     if not isinstance(options, Mapping):
         raise ConfigError(f"gate config 'judge_options' should be a mapping, found {options!r}")
@@ -140,6 +164,7 @@ def parse_gate_config(data: Mapping[str, Any]) -> GateConfig:
         judge=data.get("judge"),
         judge_options=dict(options),
         limit=limit,
+        task_limits=dict(task_limits),
     )
 
 

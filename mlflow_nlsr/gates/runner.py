@@ -133,15 +133,19 @@ def run_gates(
     output_dir: str | Path | None = None,
     device: str = "cpu",
     lm: Any = None,
+    task_limits: Mapping[str, int | None] | None = None,
 ) -> GateRun:
     """Evaluate a model (dir, dir + PEFT adapter, in-memory model, or any lm-eval ``LM`` via `lm`) on suites.
 
     Returns flat metrics (``asr``, ``asr_<category>``, ``refusal_rate``, ``sentiment_acc``,
     ``arithmetic_exact_match``, ``knowledge_acc``, ``utility`` …), the merged lm-eval results and one
     row per sample; writes metrics.json, samples.jsonl and metrics.png when `output_dir` is given.
+    `task_limits` overrides `limit` per task (None: every item of that task).
     """
-    if limit is not None and limit < 1:
-        raise ConfigError(f"limit should be a positive number of items per task, found {limit}")
+    task_limits = dict(task_limits or {})
+    for name, value in {"limit": limit, **{f"task_limits[{t}]": v for t, v in task_limits.items()}}.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} should be a positive number of items per task, found {value}")
     if batch_size < 1:
         raise ConfigError(f"batch size should be >= 1, found {batch_size}")
     prepare_environment()
@@ -149,6 +153,9 @@ def run_gates(
     tasks = registry.tasks_for(suite_names, tasks_extra)
     if not tasks:
         raise ConfigError("nothing to evaluate: no suite and no extra task given")
+    stray = sorted(set(task_limits) - set(tasks))
+    if stray:
+        raise ConfigError(f"task_limits name tasks that are not evaluated: {stray}; evaluated: {list(tasks)}")
     started = time.monotonic()
     with use_judge(judge, **dict(judge_options or {})) as active:
         manager = registry.task_manager(tasks_extra)
@@ -165,10 +172,15 @@ def run_gates(
                   (False, [t for t in tasks if t not in wants_chat or not has_template])]  # fmt: skip
         merged: dict[str, Any] = {}
         for chat, group in groups:
-            if group:
+            by_limit: dict[int | None, list[str]] = {}
+            for task in group:
+                by_limit.setdefault(task_limits.get(task, limit), []).append(task)
+            for group_limit, members in by_limit.items():
                 _merge(
                     merged,
-                    evaluate_tasks(lm, group, manager, chat=chat, limit=limit, max_gen_toks=max_gen_toks),
+                    evaluate_tasks(
+                        lm, members, manager, chat=chat, limit=group_limit, max_gen_toks=max_gen_toks
+                    ),
                 )
     utility_tasks = [t for t in tasks if t in registry.SUITES["utility"] or t in tasks_extra]
     settings = {
@@ -179,6 +191,7 @@ def run_gates(
         "judge": judge if isinstance(judge, str) else type(judge).__name__,
         "judge_detail": repr(active),
         "limit": limit,
+        "task_limits": task_limits,
         "batch_size": batch_size,
         "max_gen_toks": max_gen_toks,
         "chat_template": bool(wants_chat) and has_template,

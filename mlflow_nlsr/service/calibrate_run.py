@@ -48,14 +48,9 @@ class GateSetup:
 
     def kwargs(self, quick: bool) -> dict[str, Any]:
         """``run_gates`` keyword arguments of one gate kind (the same keys the job's gate step uses)."""
-        config = self.config
-        return {
-            "suites": tuple(config.suites) if config.suites is not None else DEFAULT_SUITES,
-            "tasks_extra": tuple(config.extra_tasks),
-            "judge": config.judge or "keyword",
-            "judge_options": dict(config.judge_options),
-            "limit": self.quick_limit if quick else self.full_limit,
-        }
+        kwargs = self.config.run_kwargs(None, DEFAULT_SUITES)
+        kwargs["limit"] = self.quick_limit if quick else self.full_limit  # None: every item
+        return kwargs
 
     def describe(self) -> dict[str, Any]:
         """The report's ``quick_gate`` entry (without baselines)."""

@@ -250,15 +250,7 @@ class NLSRService:
     ) -> dict[str, float]:
         """Gate metrics of one model; the references' baselines are cached across jobs by content hash."""
         is_adapter = (path / "adapter_config.json").exists()
-        suites = tuple(config.suites) if config.suites is not None else ("safety", "overrefusal", "utility")
-        limit = limit or config.limit
-        gate_kw: dict[str, Any] = {
-            "suites": suites,
-            "tasks_extra": tuple(config.extra_tasks),
-            "judge": config.judge or "keyword",
-            "judge_options": dict(config.judge_options),
-            "limit": limit,
-        }
+        gate_kw: dict[str, Any] = config.run_kwargs(limit or None, ("safety", "overrefusal", "utility"))
         if role == "realigned":
             out = job_dir / "gates" / role
         else:

@@ -121,6 +121,8 @@ def test_malformed_rules_are_config_errors_that_show_the_syntax(bad):
         {"rules": ["asr <= 0.1"], "limt": 3},
         {"rules": ["asr <= 0.1"], "limit": 0},
         {"rules": ["asr <= 0.1"], "judge_options": [1]},
+        {"rules": ["asr <= 0.1"], "task_limits": [1]},
+        {"rules": ["asr <= 0.1"], "task_limits": {"nlsr_sentiment": 0}},
     ],
 )
 def test_malformed_configs_are_config_errors(data):
@@ -141,8 +143,12 @@ def test_config_keeps_run_settings_and_lists_baselines_in_first_use_order():
             "judge": "hf-classifier",
             "judge_options": {"model": "/x"},
             "limit": 5,
+            "task_limits": {"nlsr_sentiment": None},
         }
     )
+    assert cfg.task_limits == {"nlsr_sentiment": None}
+    assert cfg.run_kwargs()["limit"] == 5 and cfg.run_kwargs(9)["limit"] == 9
+    assert cfg.run_kwargs()["task_limits"] == {"nlsr_sentiment": None}
     assert cfg.baselines == ("finetuned", "aligned")
     assert cfg.suites == ("safety", "utility") and cfg.extra_tasks == ("mmlu",)
     assert cfg.judge == "hf-classifier" and cfg.judge_options == {"model": "/x"} and cfg.limit == 5

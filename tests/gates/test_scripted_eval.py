@@ -126,6 +126,20 @@ def test_limit_takes_the_first_items_of_each_task(gate_data):
     assert "refusal_rate" not in run.metrics
 
 
+def test_task_limits_override_the_limit_per_task_and_none_means_every_item(gate_data):
+    run = run_gates(
+        None, lm=scripted(), suites=["safety", "utility"], limit=2, task_limits={"nlsr_sentiment": None}
+    )
+    counts = run.results["n-samples"]
+    assert counts["nlsr_safety"]["effective"] == 2
+    assert counts["nlsr_sentiment"]["effective"] == counts["nlsr_sentiment"]["original"] > 2
+    assert run.settings["task_limits"] == {"nlsr_sentiment": None}
+    with pytest.raises(ConfigError, match="not evaluated"):
+        run_gates(None, lm=scripted(), suites=["safety"], task_limits={"nlsr_sentiment": 3})
+    with pytest.raises(ConfigError, match=r"task_limits\[nlsr_safety\]"):
+        run_gates(None, lm=scripted(), suites=["safety"], task_limits={"nlsr_safety": 0})
+
+
 def test_lm_without_chat_support_gets_plain_prompts(gate_data):
     lm = scripted(ScriptedLM)
     run_gates(None, lm=lm, suites="utility")
