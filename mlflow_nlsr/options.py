@@ -66,7 +66,8 @@ class RealignOptions:
     method: Method = "nlsr"
     variant: Variant = "official"
     scorer: Scorer = "actsvd"
-    selection: Selection = "official"
+    #: "all", not the official Bernoulli draw: measured on the demo fine-tune (docs/algorithm.md, Defaults)
+    selection: Selection = "all"
     mode: Mode = "auto"
     sparsity: float = 0.8
     beta: float = 0.9

@@ -47,7 +47,8 @@ def calib_file(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def fast_options(calib_file):
-    return RealignOptions(calibration=str(calib_file), calibration_samples=8, max_length=64)
+    # the official configuration (Bernoulli module draw): several tests are about which modules it patches
+    return RealignOptions.official(calibration=str(calib_file), calibration_samples=8, max_length=64)
 
 
 @pytest.fixture(scope="session")

@@ -91,7 +91,7 @@ def triplet(tmp_path_factory):
 @pytest.fixture(scope="module")
 def realigned(triplet, tmp_path_factory):
     out = tmp_path_factory.mktemp("full-out") / "realigned"
-    options = RealignOptions(mode="full", scorer="magnitude")
+    options = RealignOptions(mode="full", scorer="magnitude", selection="official")
     result = realign_full(*triplet, out, options, progress=False, max_shard_size="60KB")
     return result, options
 

@@ -78,7 +78,7 @@ class World:
         return (self.quick if quick else self.full)(options)
 
     def run(self, tmp: Path, **kwargs):
-        options = kwargs.pop("options", RealignOptions())
+        options = kwargs.pop("options", RealignOptions.official())
         ladder = kwargs.pop("ladder", build_ladder(options))
         return search(
             options,
@@ -177,7 +177,7 @@ def test_time_budget_stops_before_an_attempt_that_would_not_fit(tmp_path):
         return world.realign(options, out)
 
     world = World(tmp_path, lambda o: dict(UNSAFE))
-    options = RealignOptions()
+    options = RealignOptions.official()
     result = search(
         options,
         build_ladder(options),
