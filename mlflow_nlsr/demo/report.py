@@ -24,6 +24,13 @@ BARS_FILE = "metrics.png"
 SIMILARITY_FILE = "similarity.png"
 
 
+def _task_limits(gate: Mapping[str, Any]) -> str:
+    """`` (nlsr_sentiment: all)`` for the gate's per-task limits, else ''."""
+    limits = gate.get("task_limits") or {}
+    parts = [f"{task}: {'all' if n is None else n}" for task, n in limits.items()]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def model_entry(metrics: Mapping[str, float], local_dir: Path, gate_dir: Path | None) -> dict[str, Any]:
     """Return one model's summary entry: asr, refusal_rate, utility (= sentiment_acc), dirs, all metrics."""
     return {
@@ -128,7 +135,7 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
         "# mlflow nlsr demo",
         "",
         f"Model: {summary['settings'].get('model')}; gate: {summary['gate']['limit'] or 'all'} items per "
-        "task, keyword judge. Numbers are percentages.",
+        f"task{_task_limits(summary['gate'])}, keyword judge. Numbers are percentages.",
         "",
         format_table(summary),
         "",

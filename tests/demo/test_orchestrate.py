@@ -97,7 +97,9 @@ def test_the_summary_names_the_options_seconds_and_tracking_server(runs):
     assert on_disk["promoted"] == first["promoted"]
     for name in ("metrics.png", "similarity.png"):
         assert (config.output / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| realigned |" in (config.output / "report.md").read_text()
+    text = (config.output / "report.md").read_text()
+    assert "| realigned |" in text
+    assert "(nlsr_sentiment: all)" in text  # the utility task is gated on every item
 
 
 def test_a_rerun_reuses_every_stage_and_reports_the_same_numbers(runs):
