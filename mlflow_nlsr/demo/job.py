@@ -62,6 +62,7 @@ class JobInputs:
     key: Mapping[str, Any] = field(default_factory=dict)
     calibrate: bool = False
     gate_batch_size: int = 16
+    full_utility: bool = True
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,18 @@ class JobResult:
     skipped: list[dict[str, Any]]
 
 
-def gate_config_path(work: Path) -> Path:
+def demo_gates(full_utility: bool = True) -> dict[str, Any]:
+    """The demo's gate config; without `full_utility` (--fast) sentiment has the same limit as the rest."""
+    if full_utility:
+        return dict(DEMO_GATES)
+    return {k: v for k, v in DEMO_GATES.items() if k != "task_limits"}
+
+
+def gate_config_path(work: Path, *, full_utility: bool = True) -> Path:
     """Write the demo gate config into ``work`` (unchanged content keeps its mtime) and return it."""
     path = work / "demo_gates.yaml"
     text = "# mlflow nlsr demo: utility is sentiment accuracy, the task the attack taught\n"
-    text += yaml.safe_dump(DEMO_GATES, sort_keys=False)
+    text += yaml.safe_dump(demo_gates(full_utility), sort_keys=False)
     if not path.is_file() or path.read_text() != text:
         path.write_text(text)
     return path
@@ -164,7 +172,7 @@ def run_registry_job(work: Path, inputs: JobInputs, *, fresh: bool, echo: Callab
         for name, path in ((BASE_NAME, inputs.base), (ALIGNED_NAME, inputs.aligned)):
             _, version = log_local_model(path, name=name, registered_model_name=name, client=client)
             uris[name] = f"models:/{name}/{version.version}" if version else ""
-        gates = gate_config_path(work)
+        gates = gate_config_path(work, full_utility=inputs.full_utility)
         config = write_rules(work / "nlsr.yaml", uris[BASE_NAME], uris[ALIGNED_NAME], inputs, gates)
         settings: dict[str, Any] = {"gate_batch_size": inputs.gate_batch_size}
         if "calibrate" in Settings.__dataclass_fields__:  # gate-driven calibration (docs/calibration.md)

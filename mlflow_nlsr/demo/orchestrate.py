@@ -160,7 +160,7 @@ def _registry_job(
         "aligned": variants.model_identity(models.aligned),
         "finetuned": variants.model_identity(models.finetuned),
         "options": product.sha256(),
-        "gates": registry_job.DEMO_GATES,
+        "gates": registry_job.demo_gates(not config.fast),
         "limit": limit,
         "calibrate": config.calibrate,
         "gate_batch_size": config.gate_batch_size,
@@ -174,6 +174,7 @@ def _registry_job(
         key=key,
         calibrate=config.calibrate,
         gate_batch_size=config.gate_batch_size,
+        full_utility=not config.fast,  # --fast: CI checks direction, not 2-point utility differences
     )
     result = registry_job.run_registry_job(work, inputs, fresh=config.fresh, echo=echo)
     state, reasons = result.outcome["state"], list(result.outcome.get("reasons", []))
@@ -199,7 +200,8 @@ def _compare_inputs(
     """The comparisons' inputs: the product default, the --fast sizes and the job's gate settings."""
     from mlflow_nlsr.gates.policy import load_gate_config
 
-    gate_kwargs = load_gate_config(registry_job.gate_config_path(work)).run_kwargs(limit)
+    path = registry_job.gate_config_path(work, full_utility=not config.fast)
+    gate_kwargs = load_gate_config(path).run_kwargs(limit)
     return compare.CompareInputs(
         work=work, base=models.base, aligned=models.aligned, finetuned=models.finetuned,
         realign_block=dict(realign_block),
@@ -285,7 +287,7 @@ def _summary(
         }
         for role, rep in reports.items()
     }
-    summary["gate"] = {"limit": limit, **registry_job.DEMO_GATES}
+    summary["gate"] = {"limit": limit, **registry_job.demo_gates(not config.fast)}
     summary["settings"] = settings_dict(settings)
     summary["work_dir"] = str(config.work_dir().resolve())
     summary["targets"] = report.check_targets(summary)
