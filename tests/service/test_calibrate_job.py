@@ -46,13 +46,16 @@ def test_a_job_calibrates_by_default_and_records_every_attempt(
     report = json.loads((job_dir / "realigned" / "nlsr_report.json").read_text())
     section = report["calibration"]
     assert section["passed"] and section["chosen"] == 1 and len(section["attempts"]) == 1
-    assert section["chosen_options"] == {"sparsity": 0.9, "layer_rate": 0.25}
+    # the defaults patch every module; the lightest rung draws a quarter of them (official draw)
+    assert section["chosen_options"] == {"selection": "official", "sparsity": 0.9, "layer_rate": 0.25}
     assert report["sparsity"] == 0.9 and report["scorer"] == "magnitude"
     gate_metrics = json.loads((job_dir / "gates" / "realigned" / "metrics.json").read_text())["metrics"]
     assert gate_metrics == section["attempts"][0]["quick"]["metrics"], "the job reused the calibration gate"
     tags = client.get_version(model_name, outcome.realigned_version).tags
     assert tags["nlsr.calibration.attempts"] == "1" and tags["nlsr.calibration.passed"] == "true"
-    assert json.loads(tags["nlsr.calibration.chosen"]) == {"layer_rate": 0.25, "sparsity": 0.9}
+    assert json.loads(tags["nlsr.calibration.chosen"]) == {
+        "layer_rate": 0.25, "selection": "official", "sparsity": 0.9
+    }
     assert tags["nlsr.calibration.rung"] == "sp0.9-mod0.25-b0.9"
     events = [e.event for e in svc.store.audit_trail(model_name, version)]
     assert events.count("calibration_attempt") == 1 and "calibrated" in events
