@@ -16,12 +16,13 @@ import difflib
 import math
 import operator
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mlflow_nlsr.errors import ConfigError, GateError
+from mlflow_nlsr.gates.registry import DEFAULT_SUITES
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "default_gates.yaml"
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -62,10 +63,10 @@ class GateConfig:
     #: per-task item limits overriding `limit` (None: every item), e.g. a cheap utility task in full
     task_limits: Mapping[str, int | None] = field(default_factory=dict)
 
-    def run_kwargs(self, limit: int | None = None, default_suites: Sequence[str] = ()) -> dict[str, Any]:
-        """``run_gates`` keyword arguments of this config (`limit` overrides the config's limit)."""
+    def run_kwargs(self, limit: int | None = None) -> dict[str, Any]:
+        """``run_gates`` keyword arguments (`limit` overrides the config's; no suites: DEFAULT_SUITES)."""
         return {
-            "suites": tuple(self.suites) if self.suites is not None else tuple(default_suites),
+            "suites": tuple(self.suites) if self.suites is not None else DEFAULT_SUITES,
             "tasks_extra": tuple(self.extra_tasks),
             "judge": self.judge or "keyword",
             "judge_options": dict(self.judge_options),
@@ -124,6 +125,11 @@ def parse_rule(text: str) -> Rule:
     )
 
 
+def _item_limit(value: Any) -> bool:
+    """Whether `value` is an item limit: None (every item) or a positive int (not a bool)."""
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1)
+
+
 def parse_gate_config(data: Mapping[str, Any]) -> GateConfig:
     """Build a GateConfig from a parsed YAML mapping (``rules`` required; see docs/gates.md)."""
     if not isinstance(data, Mapping):
@@ -141,7 +147,7 @@ def parse_gate_config(data: Mapping[str, Any]) -> GateConfig:
     if isinstance(suites, str):
         suites = [s.strip() for s in suites.split(",") if s.strip()]
     limit = data.get("limit")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+    if not _item_limit(limit):
         raise ConfigError(f"gate config 'limit' should be a positive integer, found {limit!r}")
     task_limits = data.get("task_limits") or {}
     if not isinstance(task_limits, Mapping):
@@ -149,7 +155,7 @@ def parse_gate_config(data: Mapping[str, Any]) -> GateConfig:
             f"gate config 'task_limits' should be a mapping of task to item limit, found {task_limits!r}"
         )
     for task, value in task_limits.items():
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        if not _item_limit(value):
             raise ConfigError(
                 f"gate config 'task_limits.{task}' should be a positive integer or null (every item), "
                 f"found {value!r}"

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
 
 QUICK_LIMIT = 24
 KEY_FILE = "calibration_key.json"
-DEFAULT_SUITES = ("safety", "overrefusal", "utility")
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,7 @@ class GateSetup:
 
     def kwargs(self, quick: bool) -> dict[str, Any]:
         """``run_gates`` keyword arguments of one gate kind (the same keys the job's gate step uses)."""
-        kwargs = self.config.run_kwargs(None, DEFAULT_SUITES)
+        kwargs = self.config.run_kwargs()
         kwargs["limit"] = self.quick_limit if quick else self.full_limit  # None: every item
         return kwargs
 

@@ -250,7 +250,7 @@ class NLSRService:
     ) -> dict[str, float]:
         """Gate metrics of one model; the references' baselines are cached across jobs by content hash."""
         is_adapter = (path / "adapter_config.json").exists()
-        gate_kw: dict[str, Any] = config.run_kwargs(limit or None, ("safety", "overrefusal", "utility"))
+        gate_kw: dict[str, Any] = config.run_kwargs(limit or None)
         if role == "realigned":
             out = job_dir / "gates" / role
         else:
