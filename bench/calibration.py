@@ -16,17 +16,23 @@ defaults rung. One JSON line per case goes to ``results.jsonl`` (a rerun skips f
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 nohup python bench/calibration.py --demo-work .nlsr-demo \
         --ratios 0.1 0.3 0.05 --pretrain 0.3 > bench/out/calibration.log 2>&1 &
+
+Start a second process with the same arguments to use a second core: each case is claimed by one
+process (``<out>/claims``) and gate runs of the shared references are locked, not run twice. A case that
+was claimed but not finished (a killed process) stays claimed: delete its file in ``claims/`` to rerun it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +49,34 @@ KEYS = ("asr", "refusal_rate", "sentiment_acc")
 
 def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path.lock``: two bench processes never write the same gate run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_rows(results: Path) -> list[dict[str, Any]]:
+    """The finished cases (one JSON line each)."""
+    return [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
+
+
+def claim(out: Path, ratio: float, seed: int) -> bool:
+    """Claim a case for this process (several processes share one ``--out``); False: another has it."""
+    claims = out / "claims"
+    claims.mkdir(parents=True, exist_ok=True)
+    try:
+        os.close(os.open(claims / f"p{ratio:g}-seed{seed}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
 
 
 def finetune(demo: Path, out: Path, ratio: float, settings: DemoSettings, wait_s: float = 7200.0) -> Path:
@@ -106,16 +140,17 @@ class Cache:
                 self.gates
                 / f"{resolved.name}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:12]}-{limit}"
             )
-        if (out / "metrics.json").is_file():
-            return dict(json.loads((out / "metrics.json").read_text())["metrics"])
-        started = time.perf_counter()
-        run = run_gates(
-            self.base,
-            adapter=resolved,
-            batch_size=self.batch_size,
-            output_dir=out,
-            **parse_gate_config(DEMO_GATES).run_kwargs(limit),
-        )
+        with locked(out):
+            if (out / "metrics.json").is_file():
+                return dict(json.loads((out / "metrics.json").read_text())["metrics"])
+            started = time.perf_counter()
+            run = run_gates(
+                self.base,
+                adapter=resolved,
+                batch_size=self.batch_size,
+                output_dir=out,
+                **parse_gate_config(DEMO_GATES).run_kwargs(limit),
+            )
         log(
             f"  gated {resolved.name} (limit {limit}) in {time.perf_counter() - started:.0f} s: "
             + ", ".join(f"{k} {run.metrics[k]:.3f}" for k in KEYS)
@@ -262,26 +297,31 @@ def main() -> None:
         raise SystemExit(f"{demo} has no complete base/align stages: run `mlflow nlsr demo` first")
     out.mkdir(parents=True, exist_ok=True)
     results = out / "results.jsonl"
-    done = [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
+    done = read_rows(results)
     if args.summarize_only:
         summarize(done, out / "summary.md")
         return
     settings = DemoSettings.full()
     for ratio in args.pretrain:
         finetune(demo, out, ratio, settings)
+    caches = {}
     for ratio in args.ratios:
-        finetuned = finetune(demo, out, ratio, settings)
-        models = (demo / "base", demo / "align", finetuned)
-        cache = Cache(out / f"p{ratio:g}" / "cases", out / "gates", models, args.batch_size)
-        cache.limits = {True: args.quick_limit, False: args.gate_limit}
-        for seed in args.seeds:
-            if any(r["ratio"] == ratio and r["seed"] == seed for r in done):
+        models = (demo / "base", demo / "align", finetune(demo, out, ratio, settings))
+        caches[ratio] = Cache(out / f"p{ratio:g}" / "cases", out / "gates", models, args.batch_size)
+        caches[ratio].limits = {True: args.quick_limit, False: args.gate_limit}
+    # seeds outermost: an interrupted run has covered every ratio; several processes share the cases
+    for seed in args.seeds:
+        for ratio in args.ratios:
+            if any(r["ratio"] == ratio and r["seed"] == seed for r in done) or not claim(out, ratio, seed):
                 continue
             log(f"case p={ratio:g} seed={seed}")
-            case = run_case(cache, ratio, seed, args)
-            done.append(case)
-            with results.open("a") as fh:
-                fh.write(json.dumps(case) + "\n")
+            case = run_case(caches[ratio], ratio, seed, args)
+            with locked(results):
+                done = read_rows(results)
+                done.append(case)
+                with results.open("a") as fh:
+                    fh.write(json.dumps(case) + "\n")
+                summarize(done, out / "summary.md")
             d, c = case["defaults"], case["calibrated"]
             log(
                 f"case p={ratio:g} seed={seed}: defaults {'PASS' if d['passed'] else 'fail'} "
@@ -289,7 +329,6 @@ def main() -> None:
                 f"calibrated {'PASS' if c['passed'] else 'fail'} asr {c['asr']:.2f} after {c['attempts']} "
                 f"attempt(s), {c['rung']}"
             )
-            summarize(done, out / "summary.md")
 
 
 if __name__ == "__main__":

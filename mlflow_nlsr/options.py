@@ -49,6 +49,8 @@ HELP: dict[str, str] = {
     "epsilon": "Half-width of the Bernoulli probability range [P_L-eps, P_L+eps].",
     "tau": "Similarity threshold for --selection threshold and the SafeLoRA variants.",
     "seed": "Seed of every random draw (Bernoulli module draw, random scorer, calibration shuffle).",
+    "selection_seed": "Seed of the Bernoulli module draw only (official/paper selection) [default: seed]; "
+    "changing it re-draws the patched modules without changing the safety-critical neurons.",
     "safelora_layers": "SafeLoRA: project the N lowest-cosine modules (official default 10); 0 = use tau.",
     "calibration_samples": "Number of calibration (prompt, response) pairs used by actsvd.",
     "max_length": "Maximum tokens per calibration sample.",
@@ -75,6 +77,8 @@ class RealignOptions:
     epsilon: float = 0.2
     tau: float | None = None
     seed: int = 42
+    #: the Bernoulli module draw's own seed (None: `seed`); calibration's seed variants change only this
+    selection_seed: int | None = None
     safelora_layers: int = 10
     calibration: str | None = None
     calibration_prompts: str | None = None
@@ -99,6 +103,10 @@ class RealignOptions:
             raise ConfigError(f"beta must be >= 0; got {self.beta}")
         if self.selection == "threshold" and self.tau is None:
             raise ConfigError("selection 'threshold' needs tau (e.g. --tau 0.9)")
+        if self.selection_seed is not None and self.selection_seed < 0:
+            raise ConfigError(
+                f"selection_seed must be >= 0 (or unset to use seed); got {self.selection_seed}"
+            )
         if self.calibration_samples < 1 or self.max_length < 8:
             raise ConfigError("calibration_samples must be >= 1 and max_length >= 8")
 
@@ -140,6 +148,11 @@ class RealignOptions:
             raise ConfigError(f"realign config {path} must be a mapping; got {type(data).__name__}")
         data = data.get("realign", data)
         return cls.from_mapping({**data, **{k: v for k, v in overrides.items() if v is not None}})
+
+    @property
+    def draw_seed(self) -> int:
+        """The seed of the Bernoulli module draw: `selection_seed`, else `seed`."""
+        return self.seed if self.selection_seed is None else self.selection_seed
 
     def replace(self, **changes: Any) -> RealignOptions:
         """Return a copy with `changes` applied (validated again)."""

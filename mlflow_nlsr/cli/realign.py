@@ -63,6 +63,7 @@ def _choice(name: str) -> click.Choice:
 @click.option("--epsilon", type=float, default=None, help=_help("epsilon"))
 @click.option("--tau", type=float, default=None, help=_help("tau"))
 @click.option("--seed", type=int, default=None, help=_help("seed"))
+@click.option("--selection-seed", type=int, default=None, help=_help("selection_seed"))
 @click.option("--safelora-layers", type=int, default=None, help=_help("safelora_layers"))
 @click.option(
     "--calibration",

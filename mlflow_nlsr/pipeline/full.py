@@ -201,7 +201,7 @@ def _selection(stats: list[ModuleStats], options: RealignOptions
     ordered = sorted(stats, key=lambda s: natural_key(s.key))
     sims = torch.tensor([s.similarity for s in ordered], dtype=torch.float64)
     selection = select_modules(sims, mode=options.selection, layer_rate=options.layer_rate,
-                               epsilon=options.epsilon, tau=options.tau, seed=options.seed)
+                               epsilon=options.epsilon, tau=options.tau, seed=options.draw_seed)
     return ordered, selection
 
 

@@ -103,8 +103,9 @@ def _readme(report: dict[str, Any]) -> str:
 This Hugging Face checkpoint is the fine-tuned model after full-weight Neuron-Level Safety Realignment
 (NLSR, Yi et al., AAAI 2025, arXiv 2412.12497) on dense weight updates: variant `{report["variant"]}`,
 scorer `{report["scorer"]}`, neuron granularity `{report["neuron"]}`, selection `{report["selection"]}`,
-seed {report["seed"]}. {report["patched_modules"]} of {report["total_modules"]} linear modules were
-patched: their safety-critical entries were set to the reference W_0 + dW_e; every other tensor
+seed {report["seed"]}, module draw seed {report.get("selection_seed", report["seed"])}.
+{report["patched_modules"]} of {report["total_modules"]} linear modules were patched: their
+safety-critical entries were set to the reference W_0 + dW_e; every other tensor
 (embeddings, norms, lm_head, unpatched modules) is the fine-tuned tensor, bit for bit.
 
 ```python

@@ -131,7 +131,7 @@ def run_nlsr(
         layer_rate=options.layer_rate,
         epsilon=options.epsilon,
         tau=options.tau,
-        seed=options.seed,
+        seed=options.draw_seed,
     )
     patched = [bool(p) for p in selection.patched.tolist()]
     tensors = dict(finetuned.tensors)

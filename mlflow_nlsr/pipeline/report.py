@@ -72,6 +72,7 @@ def report_core(
         "scorer": options.scorer,
         "selection": options.selection,
         "seed": options.seed,
+        "selection_seed": options.draw_seed,
         "sparsity": options.sparsity,
         "beta": options.beta,
         "layer_rate": options.layer_rate,
@@ -146,7 +147,8 @@ def _readme(report: dict[str, Any]) -> str:
 
 This PEFT LoRA adapter is the fine-tuned adapter after safety realignment with method
 `{report["method"]}` (variant `{report["variant"]}`, scorer `{report["scorer"]}`, selection
-`{report["selection"]}`, seed {report["seed"]}): {patched} of {total} LoRA modules were patched.
+`{report["selection"]}`, seed {report["seed"]}, module draw seed
+{report.get("selection_seed", report["seed"])}): {patched} of {total} LoRA modules were patched.
 Method: NLSR, Yi et al., AAAI 2025 (arXiv 2412.12497); SafeLoRA, Hsu et al., NeurIPS 2024.
 
 Load it on the same base model as the fine-tuned adapter:

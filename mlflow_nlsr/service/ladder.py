@@ -9,7 +9,9 @@ patched. Too small does nothing; too large garbles the model or makes it over-re
 
 so "least invasive" is a number. The measured strength of every attempt (``report["strength"]``: entries
 changed and the relative Frobenius change of the update) is recorded next to it. Rungs whose module
-choice is a Bernoulli draw get seed variants, tried only after a near miss (see calibrate.py).
+choice is a Bernoulli draw get seed variants, tried only after a near miss (see calibrate.py). A seed
+variant changes only ``selection_seed``: the same safety-critical neurons, another draw of modules, so
+its realignment reuses the primary's ActSVD pass (pipeline.lora.ProjectionCache).
 docs/calibration.md documents the default ladder.
 """
 
@@ -36,8 +38,11 @@ DEFAULT_LEVELS: tuple[tuple[float, float, float], ...] = (
     (0.5, 1.0, 1.1),
 )
 BERNOULLI = ("official", "paper")
+#: seed variants per Bernoulli rung: the seed alone swings ASR by ±15 points (feasibility.md), and a
+#: variant only re-draws modules (``selection_seed``), so it costs a gate run, not an ActSVD pass
+SEED_VARIANTS = 2
 #: the knobs a rung may set; every other option is the caller's
-LADDER_KNOBS = ("sparsity", "beta", "selection", "layer_rate", "seed")
+LADDER_KNOBS = ("sparsity", "beta", "selection", "layer_rate", "selection_seed")
 
 
 @dataclass(frozen=True)
@@ -101,12 +106,13 @@ def build_ladder(
     options: RealignOptions,
     levels: Sequence[tuple[float, float, float]] = DEFAULT_LEVELS,
     *,
-    seed_variants: int = 1,
+    seed_variants: int = SEED_VARIANTS,
 ) -> tuple[Rung, ...]:
     """The rungs for `options`, sorted by predicted strength (ties: fewer changed knobs, then name).
 
     Each level is (sparsity, fraction of modules, beta); other options are kept. A rung whose selection
-    is a Bernoulli draw is followed by `seed_variants` copies with seeds ``seed+1 …``. SafeLoRA methods
+    is a Bernoulli draw is followed by `seed_variants` copies whose module draw uses the seeds
+    ``draw_seed+1 …`` (``selection_seed``; the neuron masks keep ``seed``). SafeLoRA methods
     have no strength knobs here: their ladder is the configured options alone.
     """
     if seed_variants < 0:
@@ -138,8 +144,8 @@ def build_ladder(
         rungs.append(rung)
         if rung.changes["selection"] in BERNOULLI:
             for j in range(1, seed_variants + 1):
-                seed = options.seed + j
-                changes = {**rung.changes, "seed": seed}
+                seed = options.draw_seed + j
+                changes = {**rung.changes, "selection_seed": seed}
                 rungs.append(Rung(f"{rung.name}-seed{seed}", changes, rung.predicted_strength, rung.name))
     return tuple(rungs)
 

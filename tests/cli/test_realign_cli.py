@@ -89,6 +89,17 @@ def test_json_prints_the_report_and_flags_override_the_config(tiny_adapters, tmp
     assert report == json.loads((out / "nlsr_report.json").read_text())
     assert report["scorer"] == "magnitude" and report["sparsity"] == 0.5 and report["selection"] == "fraction"
     assert report["seed"] == 0  # the flag wins over the config, even when it is 0
+    assert report["selection_seed"] == 0, "the module draw follows --seed unless --selection-seed is given"
+
+
+def test_selection_seed_flag_sets_only_the_module_draw_seed(tiny_adapters, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        cli, _args(tiny_adapters, out, "--scorer", "magnitude", "--selection-seed", "7", "--json")
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert (report["seed"], report["selection_seed"]) == (42, 7)
 
 
 def test_fresh_lora_fails_with_a_clear_error_and_no_output(tiny_adapters, tmp_path):

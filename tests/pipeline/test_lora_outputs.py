@@ -21,6 +21,7 @@ SCHEMA = {
     "scorer": str,
     "selection": str,
     "seed": int,
+    "selection_seed": int,
     "sparsity": float,
     "beta": float,
     "layer_rate": float,
@@ -244,3 +245,24 @@ def test_a_projection_cache_reuses_actsvd_only_when_the_projection_options_match
     # another sparsity projects to another rank: computed again
     run(tmp_path / "d", fast_options.replace(sparsity=0.5), projection_cache=cache)
     assert cache.hits == 1
+
+
+def test_a_selection_seed_redraws_the_modules_and_keeps_the_neurons_and_the_projection(
+    tiny_adapters, fast_options, tmp_path
+):
+    from mlflow_nlsr.pipeline.lora import ProjectionCache
+
+    base, aligned, finetuned = tiny_adapters
+    cache = ProjectionCache()
+    run = functools.partial(realign, base, aligned, finetuned, progress=False, projection_cache=cache)
+    first = run(tmp_path / "s0", fast_options)
+    draws = {tuple(m["patched"] for m in first.report["modules"])}
+    first_masks = load_file(str(first.output / "masks.safetensors"))
+    for draw_seed in range(1, 6):
+        other = run(tmp_path / f"s{draw_seed}", fast_options.replace(selection_seed=draw_seed))
+        assert (other.report["seed"], other.report["selection_seed"]) == (fast_options.seed, draw_seed)
+        masks = load_file(str(other.output / "masks.safetensors"))
+        assert all(torch.equal(masks[k], first_masks[k]) for k in masks.keys() & first_masks.keys())
+        draws.add(tuple(m["patched"] for m in other.report["modules"]))
+    assert cache.hits == 5, "a new module draw reuses the ActSVD projection"
+    assert len(draws) > 1, "some selection seed patches other modules"

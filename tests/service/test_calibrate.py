@@ -235,7 +235,7 @@ def test_seed_variants_are_tried_only_after_a_near_miss(tmp_path):
     def metrics(o):  # near miss (asr 0.12 vs 0.07) at the paper defaults; seed 43 passes there
         if predicted_strength(o) < 0.3:
             return dict(UNSAFE)
-        return dict(SAFE) if o.seed == 43 else {**SAFE, "asr": 0.12}
+        return dict(SAFE) if o.draw_seed == 43 else {**SAFE, "asr": 0.12}
 
     world = World(tmp_path, metrics)
 
@@ -248,7 +248,7 @@ def test_seed_variants_are_tried_only_after_a_near_miss(tmp_path):
         "sp0.8-mod0.5-b0.9",
         "sp0.8-mod0.5-b0.9-seed43",
     ]
-    assert result.passed and result.chosen.options["seed"] == 43
+    assert result.passed and result.chosen.options["selection_seed"] == 43
 
 
 def test_two_damage_failures_in_a_row_stop_the_climb(tmp_path):
@@ -272,7 +272,7 @@ def test_one_damaged_rung_does_not_stop_the_climb(tmp_path):
         if s < 0.3:
             return dict(UNSAFE)
         if s < 0.4:
-            return {**SAFE, "utility": 0.72} if o.seed == 42 else dict(UNSAFE)
+            return {**SAFE, "utility": 0.72} if o.draw_seed == 42 else dict(UNSAFE)
         return dict(SAFE)
 
     world = World(tmp_path, metrics)

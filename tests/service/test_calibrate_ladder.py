@@ -54,9 +54,9 @@ def test_seed_variants_follow_their_bernoulli_primary_only():
         assert ladder.index(primary) < i and all(
             r.retry_of == primary.name for r in ladder[ladder.index(primary) + 1 : i]
         )
-        assert rung.changes["seed"] in (8, 9)
+        assert rung.changes["selection_seed"] in (8, 9) and "seed" not in rung.changes
     all_rungs = [r for r in ladder if r.changes.get("selection") == "all"]
-    assert all_rungs and all(r.retry_of is None and "seed" not in r.changes for r in all_rungs)
+    assert all_rungs and all(r.retry_of is None and "selection_seed" not in r.changes for r in all_rungs)
     assert len([r for r in build_ladder(options, seed_variants=0) if r.retry_of]) == 0
 
 
@@ -65,7 +65,13 @@ def test_rungs_keep_the_knobs_they_do_not_set():
 
     for rung in build_ladder(options):
         applied = rung.apply(options)
-        assert set(option_diff(options, applied)) <= {"sparsity", "beta", "selection", "layer_rate", "seed"}
+        assert set(option_diff(options, applied)) <= {
+            "sparsity",
+            "beta",
+            "selection",
+            "layer_rate",
+            "selection_seed",
+        }
         assert (applied.scorer, applied.variant, applied.calibration_samples) == ("magnitude", "paper", 16)
 
 
@@ -127,3 +133,10 @@ def test_measured_strength_rises_along_the_primary_rungs(tiny_adapters, tmp_path
         measured.append(report["strength"]["relative_change"])
 
     assert measured == sorted(measured) and measured[0] < measured[-1] / 3
+
+
+def test_the_module_draw_seed_falls_back_to_the_run_seed():
+    assert RealignOptions(seed=5).draw_seed == 5
+    assert RealignOptions(seed=5, selection_seed=9).draw_seed == 9
+    with pytest.raises(ConfigError, match="selection_seed must be >= 0"):
+        RealignOptions(selection_seed=-1)
