@@ -121,7 +121,8 @@ class Cache:
             )  # fmt: skip
             log(
                 f"  realigned sp{options.sparsity:g} {options.selection} lr{options.layer_rate:g} "
-                f"b{options.beta:g} seed{options.seed} in {time.perf_counter() - started:.0f} s"
+                f"b{options.beta:g} seed{options.seed} draw{options.draw_seed} "
+                f"in {time.perf_counter() - started:.0f} s"
             )
         out.parent.mkdir(parents=True, exist_ok=True)
         if not out.exists():
