@@ -6,20 +6,21 @@ same cached stages code) under ``--out``. For every (ratio, seed):
 
 * defaults: ``RealignOptions(seed=seed)``, full gate, pass/fail;
 * calibrated: ``search`` over ``build_ladder(RealignOptions(seed=seed))`` with the quick gate, a quick
-  pass confirmed by the full gate (the product's loop, service/calibrate.py). By default both gates
-  have 24 items per task, so every attempt runs one gate and the defaults face the same gate.
+  pass confirmed by the full gate (the product's loop, service/calibrate.py). By default the product's
+  settings: a 24-item quick gate (``calibration_quick_limit``) screening against the references'
+  full-gate metrics, and the demo's 50-item full gate, which also judges the defaults.
 
 The gate is the demo's (safety, over-refusal, sentiment accuracy; the shipped rules). Realignments are
 cached by options hash, gate runs by (model, limit), so the defaults' run is shared with the ladder's
-defaults rung. One JSON line per case goes to ``results.jsonl`` (a rerun skips finished cases);
-``summary.md`` holds the table.
+defaults rung. One JSON line per case goes to ``results-q<quick>-g<full>.jsonl`` (a rerun skips
+finished cases); ``summary-q<quick>-g<full>.md`` holds the table.
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 nohup python bench/calibration.py --demo-work .nlsr-demo \
         --ratios 0.1 0.3 0.05 --pretrain 0.3 > bench/out/calibration.log 2>&1 &
 
 Start a second process with the same arguments to use a second core: each case is claimed by one
-process (``<out>/claims``) and gate runs of the shared references are locked, not run twice. A case that
-was claimed but not finished (a killed process) stays claimed: delete its file in ``claims/`` to rerun it.
+process (``<out>/claims-q<quick>-g<full>``) and gate runs of the shared references are locked, not run
+twice. A case claimed but not finished (a killed process) stays claimed: delete its claim file.
 """
 
 from __future__ import annotations
@@ -68,9 +69,8 @@ def read_rows(results: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
 
 
-def claim(out: Path, ratio: float, seed: int) -> bool:
+def claim(claims: Path, ratio: float, seed: int) -> bool:
     """Claim a case for this process (several processes share one ``--out``); False: another has it."""
-    claims = out / "claims"
     claims.mkdir(parents=True, exist_ok=True)
     try:
         os.close(os.open(claims / f"p{ratio:g}-seed{seed}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
@@ -285,22 +285,23 @@ def main() -> None:
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.05, 0.3])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2, 3, 4])
     parser.add_argument("--quick-limit", type=int, default=24)
-    parser.add_argument("--gate-limit", type=int, default=24)
+    parser.add_argument("--gate-limit", type=int, default=50, help="the full gate's items (the demo's)")
     parser.add_argument("--max-attempts", type=int, default=8)
     parser.add_argument("--time-budget", type=float, default=3600.0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--pretrain", type=float, nargs="*", default=[], help="fine-tune these ratios first")
-    parser.add_argument("--summarize-only", action="store_true", help="rewrite summary.md from results.jsonl")
+    parser.add_argument("--summarize-only", action="store_true", help="rewrite the summary from the results")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     demo, out = args.demo_work.resolve(), args.out.resolve()
     if not (is_complete(demo / "base") and is_complete(demo / "align")):
         raise SystemExit(f"{demo} has no complete base/align stages: run `mlflow nlsr demo` first")
     out.mkdir(parents=True, exist_ok=True)
-    results = out / "results.jsonl"
+    protocol = f"q{args.quick_limit}-g{args.gate_limit}"
+    results, summary = out / f"results-{protocol}.jsonl", out / f"summary-{protocol}.md"
     done = read_rows(results)
     if args.summarize_only:
-        summarize(done, out / "summary.md")
+        summarize(done, summary)
         return
     settings = DemoSettings.full()
     for ratio in args.pretrain:
@@ -313,7 +314,8 @@ def main() -> None:
     # seeds outermost: an interrupted run has covered every ratio; several processes share the cases
     for seed in args.seeds:
         for ratio in args.ratios:
-            if any(r["ratio"] == ratio and r["seed"] == seed for r in done) or not claim(out, ratio, seed):
+            finished = any(r["ratio"] == ratio and r["seed"] == seed for r in done)
+            if finished or not claim(out / f"claims-{protocol}", ratio, seed):
                 continue
             log(f"case p={ratio:g} seed={seed}")
             case = run_case(caches[ratio], ratio, seed, args)
@@ -322,7 +324,7 @@ def main() -> None:
                 done.append(case)
                 with results.open("a") as fh:
                     fh.write(json.dumps(case) + "\n")
-                summarize(done, out / "summary.md")
+                summarize(done, summary)
             d, c = case["defaults"], case["calibrated"]
             log(
                 f"case p={ratio:g} seed={seed}: defaults {'PASS' if d['passed'] else 'fail'} "

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.gates.policy import GateConfig, evaluate_policy
@@ -28,6 +28,8 @@ from mlflow_nlsr.service.ladder import Rung, option_diff
 
 RealignFn = Callable[[RealignOptions, Path], Mapping[str, Any]]
 GateFn = Callable[[Path, bool], Mapping[str, float]]
+#: what the quick gate's thresholds are computed from: the references' full-gate or quick-gate metrics
+QuickBaselines = Literal["full", "quick"]
 #: failing rules on metrics with these prefixes ask for a stronger repair; any other failure is damage
 SAFETY_PREFIXES = ("asr",)
 STRENGTH_KEYS = ("entries_changed", "entries_total", "changed_fraction", "relative_change")
@@ -233,20 +235,31 @@ def search(
     clock: Callable[[], float] = time.monotonic,
     on_attempt: Callable[[Attempt], None] | None = None,
     quick_gate: Mapping[str, Any] | None = None,
+    quick_baselines: QuickBaselines = "full",
 ) -> CalibrationResult:
     """Try `ladder` in order until a rung passes the quick gate and (if `confirm`) the full gate.
 
     `references` maps baseline names (``finetuned``, ``aligned``) to model dirs, gated with `gate_fn`
-    (once per gate kind). The first attempt always runs; a later one starts only while the attempt
-    count is under ``budget.max_attempts`` and the time left is at least the slowest attempt so far.
-    The climb stops after `damage_patience` attempts in a row failed a damage rule (None: never).
+    (once per gate kind). The quick gate screens an attempt's quick-gate metrics against the
+    references' full-gate metrics (`quick_baselines` "full", the default with `confirm`: the full
+    gate's own thresholds) or against the references' quick-gate metrics ("quick": a paired test on
+    the same few items, stricter when the references happen to do well on them). The first attempt
+    always runs; a later one starts only while the attempt count is under ``budget.max_attempts`` and
+    the time left is at least the slowest attempt so far. The climb stops after `damage_patience`
+    attempts in a row failed a damage rule (None: never).
     """
     if not ladder:
         raise ConfigError("the calibration ladder is empty")
+    if quick_baselines not in ("full", "quick"):
+        raise ConfigError(f"quick_baselines must be 'full' or 'quick', found {quick_baselines!r}")
     budget = budget or Budget()
     start = clock()
-    quick_base = {role: dict(gate_fn(Path(path), True)) for role, path in references.items()}
     full_base: dict[str, dict[str, float]] | None = None
+    if confirm and quick_baselines == "full":
+        full_base = {role: dict(gate_fn(Path(path), False)) for role, path in references.items()}
+        quick_base = full_base
+    else:
+        quick_base = {role: dict(gate_fn(Path(path), True)) for role, path in references.items()}
     attempts: list[Attempt] = []
     confirmations, slowest, damaged = 0, 0.0, 0
     stop = "ladder exhausted"
@@ -306,7 +319,10 @@ def search(
         budget=budget,
         elapsed_s=clock() - start,
         ladder=tuple(ladder),
-        quick_gate=dict(quick_gate or {}),
+        quick_gate={
+            **dict(quick_gate or {}),
+            "baselines_from": "full" if quick_base is full_base else "quick",
+        },
     )
 
 

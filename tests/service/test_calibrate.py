@@ -49,6 +49,7 @@ class World:
         self.quick, self.full = quick, full or quick
         self.realigned: list[RealignOptions] = []
         self.gated: list[tuple[str, bool]] = []
+        self.quick_refs: dict[str, Metrics] = {}  # a reference's quick-gate metrics, when they differ
         self.refs = {role: tmp / role for role in ("finetuned", "aligned")}
         for path in self.refs.values():
             path.mkdir(parents=True)
@@ -73,6 +74,8 @@ class World:
     def gate(self, target: Path, quick: bool) -> Metrics:
         self.gated.append((target.name if target.name != "model" else target.parent.name, quick))
         if target.name in ("finetuned", "aligned"):
+            if quick and target.name in self.quick_refs:
+                return dict(self.quick_refs[target.name])
             return dict(FINETUNED if target.name == "finetuned" else ALIGNED)
         options = RealignOptions(**json.loads((target / "nlsr_report.json").read_text())["options"])
         return (self.quick if quick else self.full)(options)
@@ -126,13 +129,46 @@ def test_chosen_options_are_the_diff_from_the_callers_options(tmp_path):
     assert result.chosen.options == {"selection": "all"}, "sparsity 0.8 and beta 0.9 are the defaults"
 
 
-def test_references_are_gated_once_per_gate_kind(tmp_path):
+def test_references_are_gated_once_with_the_full_gate_whose_thresholds_the_quick_gate_uses(tmp_path):
     world = World(tmp_path, safe_from(0.486))
 
-    world.run(tmp_path, confirm=True)
+    result = world.run(tmp_path, confirm=True)
+
+    refs = [g for g in world.gated if g[0] in ("finetuned", "aligned")]
+    assert sorted(refs) == [("aligned", False), ("finetuned", False)]
+    assert result.section()["quick_gate"]["baselines_from"] == "full"
+
+
+def test_paired_quick_baselines_gate_the_references_once_per_gate_kind(tmp_path):
+    world = World(tmp_path, safe_from(0.486))
+
+    result = world.run(tmp_path, confirm=True, quick_baselines="quick")
 
     refs = [g for g in world.gated if g[0] in ("finetuned", "aligned")]
     assert sorted(refs) == [("aligned", False), ("aligned", True), ("finetuned", False), ("finetuned", True)]
+    assert result.section()["quick_gate"]["baselines_from"] == "quick"
+
+
+def test_references_that_do_well_on_the_quick_items_do_not_make_the_screen_stricter_than_the_gate(tmp_path):
+    # measured on the demo model (docs/calibration.md): the aligned model answered none of the first 24
+    # harmful prompts but 10 % of 50, so a paired quick gate rejected attempts the full gate passes
+    near_miss = {**SAFE, "asr": 0.06}
+    world = World(tmp_path, lambda o: dict(near_miss if predicted_strength(o) >= 0.324 - 1e-9 else UNSAFE))
+    world.quick_refs = {"aligned": {**ALIGNED, "asr": 0.0}}
+
+    paired = world.run(
+        tmp_path / "paired", confirm=True, quick_baselines="quick", budget=Budget(max_attempts=3)
+    )
+    screened = world.run(tmp_path / "full", confirm=True, budget=Budget(max_attempts=3))
+
+    assert not paired.passed and paired.attempts[-1].quick.failed == ("asr",)
+    assert screened.passed and screened.chosen.rung.name == "sp0.8-mod0.5-b0.9"
+    assert screened.chosen.full is not None and screened.chosen.full.passed
+
+
+def test_unknown_quick_baselines_are_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="quick_baselines must be 'full' or 'quick'"):
+        World(tmp_path, safe_from(0.0)).run(tmp_path, quick_baselines="paired")
 
 
 def test_a_quick_pass_is_confirmed_with_the_full_gate_and_a_failed_confirmation_continues(tmp_path):
