@@ -237,8 +237,10 @@ def summarize(rows: list[dict[str, Any]], path: Path) -> None:
         )
     rescued = sum(1 for r in rows if not r["defaults"]["passed"] and r["calibrated"]["passed"])
     failed = sum(1 for r in rows if not r["defaults"]["passed"])
+    lost = sum(1 for r in rows if r["defaults"]["passed"] and not r["calibrated"]["passed"])
     lines.append(
-        f"\nDefaults failed in {failed} of {len(rows)} cases; calibration passed in {rescued} of them."
+        f"\nDefaults failed in {failed} of {len(rows)} cases; calibration passed in {rescued} of them. "
+        f"Calibration failed in {lost} case(s) where the defaults passed."
     )
     attempts = [a for r in rows for a in r["attempts"]]
     pairs = sorted({(a["predicted_strength"], a["strength"]["relative_change"]) for a in attempts})

@@ -24,7 +24,7 @@ from typing import Any, Literal
 from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.gates.policy import GateConfig, evaluate_policy
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.service.ladder import Rung, option_diff
+from mlflow_nlsr.service.ladder import Rung, option_diff, predicted_strength
 
 RealignFn = Callable[[RealignOptions, Path], Mapping[str, Any]]
 GateFn = Callable[[Path, bool], Mapping[str, float]]
@@ -127,8 +127,8 @@ class Attempt:
 
     @property
     def passed(self) -> bool:
-        """Quick gate passed and, when it ran, so did the full gate."""
-        return self.quick.passed and (self.full is None or self.full.passed)
+        """The full gate's verdict when it ran (after a quick pass, or as the fallback), else the quick's."""
+        return self.full.passed if self.full is not None else self.quick.passed
 
     def summary(self) -> str:
         """One line: rung, strength, and the failing rules (or PASS)."""
@@ -236,6 +236,7 @@ def search(
     on_attempt: Callable[[Attempt], None] | None = None,
     quick_gate: Mapping[str, Any] | None = None,
     quick_baselines: QuickBaselines = "full",
+    fallback: bool = True,
 ) -> CalibrationResult:
     """Try `ladder` in order until a rung passes the quick gate and (if `confirm`) the full gate.
 
@@ -246,7 +247,9 @@ def search(
     the same few items, stricter when the references happen to do well on them). The first attempt
     always runs; a later one starts only while the attempt count is under ``budget.max_attempts`` and
     the time left is at least the slowest attempt so far. The climb stops after `damage_patience`
-    attempts in a row failed a damage rule (None: never).
+    attempts in a row failed a damage rule (None: never). With `fallback`, a search that found nothing
+    gives the configured options themselves the full gate (one more attempt, outside the budget) unless
+    the full gate already judged them: calibration never rejects what the fixed options would pass.
     """
     if not ladder:
         raise ConfigError("the calibration ladder is empty")
@@ -261,6 +264,31 @@ def search(
     else:
         quick_base = {role: dict(gate_fn(Path(path), True)) for role, path in references.items()}
     attempts: list[Attempt] = []
+
+    def make_attempt(rung: Rung, *, always_full: bool = False) -> Attempt:
+        nonlocal full_base
+        began = clock()
+        out = Path(work_dir) / f"attempt-{len(attempts) + 1:02d}" / "model"
+        candidate = rung.apply(options)
+        report = realign_fn(candidate, out)
+        quick = check(config, gate_fn(out, True), quick_base)
+        full = None
+        if confirm and (quick.passed or always_full):
+            if full_base is None:
+                full_base = {role: dict(gate_fn(Path(path), False)) for role, path in references.items()}
+            full = check(config, gate_fn(out, False), full_base)
+        return Attempt(
+            number=len(attempts) + 1,
+            rung=rung,
+            options=option_diff(options, candidate),
+            strength=_strength(report),
+            patched_modules=report.get("patched_modules"),
+            quick=quick,
+            full=full,
+            seconds=clock() - began,
+            output=out,
+        )
+
     confirmations, slowest, damaged = 0, 0.0, 0
     stop = "ladder exhausted"
     for rung in ladder:
@@ -277,28 +305,8 @@ def search(
         if attempts and budget.time_budget_s is not None and clock() - start + slowest > budget.time_budget_s:
             stop = f"time budget ({budget.time_budget_s:g}s)"
             break
-        began = clock()
-        out = Path(work_dir) / f"attempt-{len(attempts) + 1:02d}" / "model"
-        candidate = rung.apply(options)
-        report = realign_fn(candidate, out)
-        quick = check(config, gate_fn(out, True), quick_base)
-        full = None
-        if quick.passed and confirm:
-            if full_base is None:
-                full_base = {role: dict(gate_fn(Path(path), False)) for role, path in references.items()}
-            full = check(config, gate_fn(out, False), full_base)
-            confirmations += 1
-        attempt = Attempt(
-            number=len(attempts) + 1,
-            rung=rung,
-            options=option_diff(options, candidate),
-            strength=_strength(report),
-            patched_modules=report.get("patched_modules"),
-            quick=quick,
-            full=full,
-            seconds=clock() - began,
-            output=out,
-        )
+        attempt = make_attempt(rung)
+        confirmations += attempt.full is not None
         attempts.append(attempt)
         slowest = max(slowest, attempt.seconds)
         if on_attempt is not None:
@@ -306,10 +314,22 @@ def search(
         if attempt.passed:
             stop = "passed"
             break
-        if full is not None and confirmations >= budget.max_confirmations:
+        if attempt.full is not None and confirmations >= budget.max_confirmations:
             stop = f"confirmations ({budget.max_confirmations} quick passes failed the full gate)"
             break
         damaged = damaged + 1 if attempt.final.damage else 0
+    if fallback and not attempts[-1].passed:
+        configured = _configured_rung(options, ladder)
+        judged = [
+            a for a in attempts if a.rung.apply(options) == options and (a.full is not None or not confirm)
+        ]
+        if not judged:  # never leave the configured options screened out by the quick gate alone
+            attempt = make_attempt(configured, always_full=True)
+            attempts.append(attempt)
+            if on_attempt is not None:
+                on_attempt(attempt)
+            if attempt.passed:
+                stop = f"{stop}; the configured options passed the full gate"
     chosen = attempts[-1] if attempts[-1].passed else best_failing(attempts)
     return CalibrationResult(
         attempts=tuple(attempts),
@@ -324,6 +344,12 @@ def search(
             "baselines_from": "full" if quick_base is full_base else "quick",
         },
     )
+
+
+def _configured_rung(options: RealignOptions, ladder: Sequence[Rung]) -> Rung:
+    """The ladder's rung that is the configured options, else a "configured" rung without changes."""
+    same = [r for r in ladder if r.apply(options) == options and r.retry_of is None]
+    return same[0] if same else Rung("configured", {}, predicted_strength(options))
 
 
 def best_failing(attempts: Sequence[Attempt]) -> Attempt:

@@ -81,6 +81,7 @@ class World:
         return (self.quick if quick else self.full)(options)
 
     def run(self, tmp: Path, **kwargs):
+        kwargs.setdefault("fallback", False)  # the climb alone; the fallback has its own tests
         options = kwargs.pop("options", RealignOptions.official())
         ladder = kwargs.pop("ladder", build_ladder(options))
         return search(
@@ -224,6 +225,7 @@ def test_time_budget_stops_before_an_attempt_that_would_not_fit(tmp_path):
         work_dir=tmp_path / "w",
         budget=Budget(max_attempts=50, time_budget_s=100.0),
         clock=lambda: now[0],
+        fallback=False,
     )
 
     assert len(result.attempts) == 2, "at 80 s, a third 40 s attempt would overrun the 100 s budget"
@@ -405,3 +407,28 @@ def test_a_report_without_calibration_attempts_gives_no_tags_and_no_runs():
 
     assert calibration_tags(actsvd_only) == {}
     assert calibration_runs(actsvd_only) == []
+
+
+def test_a_failed_search_gives_the_configured_options_the_full_gate_before_rejecting(tmp_path):
+    # the configured options pass the full gate but not the noisier quick gate, and the climb runs out
+    # of attempts before reaching them: the fallback judges them with the full gate and they pass
+    world = World(tmp_path, quick=lambda o: dict(UNSAFE), full=safe_from(0.324))
+    options = RealignOptions.official(sparsity=0.7)
+
+    result = world.run(tmp_path, options=options, fallback=True, budget=Budget(max_attempts=2))
+
+    last = result.attempts[-1]
+    assert len(result.attempts) == 3 and last.options == {} and not last.quick.passed
+    assert last.full is not None and last.full.passed and result.passed and result.chosen is last
+    assert result.stop_reason == "max attempts (2); the configured options passed the full gate"
+
+
+def test_no_fallback_when_the_full_gate_already_judged_the_configured_options(tmp_path):
+    world = World(tmp_path, quick=safe_from(0.0), full=lambda o: dict(UNSAFE))
+    options = RealignOptions.official()
+
+    result = world.run(tmp_path, options=options, fallback=True, budget=Budget(max_confirmations=5))
+
+    configured = [a for a in result.attempts if a.options == {}]
+    assert len(configured) == 1 and configured[0].full is not None, "judged once, not again"
+    assert not result.passed and "configured options passed" not in result.stop_reason

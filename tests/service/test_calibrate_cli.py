@@ -89,15 +89,16 @@ def test_a_gate_nothing_passes_rejects_after_max_attempts_and_keeps_the_closest(
 
     assert result.exit_code == 1, result.output
     section = json.loads((out / "nlsr_report.json").read_text())["calibration"]
-    assert section["passed"] is False and len(section["attempts"]) == 2
+    assert section["passed"] is False and len(section["attempts"]) == 3
     assert section["stop_reason"] == "max attempts (2)"
+    assert section["attempts"][2]["rung"] == "sp0.8-modall-b0.9", "the configured options, as the fallback"
     assert all(a["full"] is None for a in section["attempts"]), "quick == full gate: no confirmation"
-    assert "no passing configuration in 2 attempt(s)" in section["rejection"]
+    assert "no passing configuration in 3 attempt(s)" in section["rejection"]
     assert "Rejected:" in result.output and "#1 sp0.9-mod0.25-b0.9" in result.output
     assert "#2 sp0.9-mod0.5-b0.9" in section["rejection"], "no seed variant after a wide miss"
     attempts = tmp_path / "out.calibration"
-    assert (
-        not (attempts / "attempt-01" / "model").exists() and not (attempts / "attempt-02" / "model").exists()
+    assert sum((attempts / f"attempt-0{n}" / "model").exists() for n in (1, 2, 3)) == 0, (
+        "the closest attempt was moved to the output, the others deleted"
     )
 
 
