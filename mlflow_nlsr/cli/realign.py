@@ -118,7 +118,12 @@ def _choice(name: str) -> click.Choice:
     "(docs/calibration.md); every attempt is recorded in nlsr_report.json. [default: off]",
 )
 @click.option(
-    "--max-attempts", type=int, default=8, show_default=True, help="Calibration: most realignments."
+    "--max-attempts",
+    type=int,
+    default=8,
+    show_default=True,
+    help="Calibration: most realignments of the climb; before a rejection the configured options get "
+    "one more, judged by the full gate, unless it already judged them.",
 )
 @click.option(
     "--time-budget", type=float, default=3600.0, show_default=True, help="Calibration: wall-time budget (s)."
