@@ -125,6 +125,8 @@ class Cache:
                 f"in {time.perf_counter() - started:.0f} s"
             )
         out.parent.mkdir(parents=True, exist_ok=True)
+        if out.is_symlink() and out.resolve() != cached.resolve():
+            out.unlink()  # an attempt dir of an earlier run whose ladder took another path
         if not out.exists():
             out.symlink_to(cached.resolve(), target_is_directory=True)
         return dict(json.loads((cached / "nlsr_report.json").read_text()))
@@ -180,7 +182,7 @@ def run_case(cache: Cache, ratio: float, seed: int, args: argparse.Namespace) ->
         gate_fn=cache.gate,
         references=refs,
         config=config,
-        work_dir=cache.root / "search" / f"seed{seed}",
+        work_dir=cache.root / "search" / f"q{args.quick_limit}-g{args.gate_limit}" / f"seed{seed}",
         budget=Budget(max_attempts=args.max_attempts, time_budget_s=args.time_budget),
         confirm=args.quick_limit != args.gate_limit,
     )
