@@ -14,7 +14,6 @@ was tried. Wiring to the pipeline, the gates, the registry and the job store: ca
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -257,16 +256,18 @@ def search(
         raise ConfigError(f"quick_baselines must be 'full' or 'quick', found {quick_baselines!r}")
     budget = budget or Budget()
     start = clock()
-    full_base: dict[str, dict[str, float]] | None = None
-    if confirm and quick_baselines == "full":
-        full_base = {role: dict(gate_fn(Path(path), False)) for role, path in references.items()}
-        quick_base = full_base
-    else:
-        quick_base = {role: dict(gate_fn(Path(path), True)) for role, path in references.items()}
+    baselines: dict[bool, dict[str, dict[str, float]]] = {}  # by gate kind (quick?), gated once
+
+    def references_gated(quick: bool) -> dict[str, dict[str, float]]:
+        if quick not in baselines:
+            baselines[quick] = {role: dict(gate_fn(Path(path), quick)) for role, path in references.items()}
+        return baselines[quick]
+
+    paired = quick_baselines == "quick" or not confirm
+    quick_base = references_gated(paired)
     attempts: list[Attempt] = []
 
     def make_attempt(rung: Rung, *, always_full: bool = False) -> Attempt:
-        nonlocal full_base
         began = clock()
         out = Path(work_dir) / f"attempt-{len(attempts) + 1:02d}" / "model"
         candidate = rung.apply(options)
@@ -274,9 +275,7 @@ def search(
         quick = check(config, gate_fn(out, True), quick_base)
         full = None
         if confirm and (quick.passed or always_full):
-            if full_base is None:
-                full_base = {role: dict(gate_fn(Path(path), False)) for role, path in references.items()}
-            full = check(config, gate_fn(out, False), full_base)
+            full = check(config, gate_fn(out, False), references_gated(False))
         return Attempt(
             number=len(attempts) + 1,
             rung=rung,
@@ -341,7 +340,7 @@ def search(
         ladder=tuple(ladder),
         quick_gate={
             **dict(quick_gate or {}),
-            "baselines_from": "full" if quick_base is full_base else "quick",
+            "baselines_from": "quick" if paired else "full",
         },
     )
 
@@ -360,55 +359,3 @@ def best_failing(attempts: Sequence[Attempt]) -> Attempt:
         attempts,
         key=lambda a: (a.final.score, len(a.final.failed), a.rung.predicted_strength, a.number),
     )
-
-
-def calibration_tags(section: Mapping[str, Any]) -> dict[str, str]:
-    """Version tags for a report's calibration section (attempt count, chosen option diffs, outcome).
-
-    A section without ``attempts`` (ActSVD's calibration-data provenance alone) gives no tags.
-    """
-    if "attempts" not in section:
-        return {}
-    chosen: Mapping[str, Any] = next(
-        (a for a in section["attempts"] if a["attempt"] == section["chosen"]), {}
-    )
-    tags = {
-        "nlsr.calibration.attempts": str(len(section["attempts"])),
-        "nlsr.calibration.chosen": json.dumps(section.get("chosen_options", {}), sort_keys=True),
-        "nlsr.calibration.rung": str(section.get("chosen_rung")),
-        "nlsr.calibration.passed": "true" if section.get("passed") else "false",
-        "nlsr.calibration.stop_reason": str(section.get("stop_reason"))[:250],
-    }
-    rel = (chosen.get("strength") or {}).get("relative_change")
-    if isinstance(rel, (int, float)):
-        tags["nlsr.calibration.relative_change"] = f"{rel:.6f}"
-    return tags
-
-
-def calibration_runs(section: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One nested-run description per attempt: ``{"name", "params", "metrics", "tags"}`` (none without)."""
-    runs = []
-    for a in section.get("attempts", []):
-        metrics: dict[str, float] = {
-            "predicted_strength": float(a["predicted_strength"]),
-            "seconds": float(a["seconds"]),
-            "passed": float(bool(a["passed"])),
-        }
-        metrics.update({f"strength.{k}": float(v) for k, v in a["strength"].items() if v is not None})
-        for kind in ("quick", "full"):
-            if a.get(kind):
-                metrics.update({f"{kind}.{k}": float(v) for k, v in a[kind]["metrics"].items()})
-                metrics[f"{kind}.violation"] = float(a[kind]["score"])
-        runs.append(
-            {
-                "name": f"calibration-{a['attempt']:02d}-{a['rung']}",
-                "params": {"rung": a["rung"], **{k: str(v) for k, v in a["options"].items()}},
-                "metrics": metrics,
-                "tags": {
-                    "nlsr.calibration.attempt": str(a["attempt"]),
-                    "nlsr.calibration.passed": "true" if a["passed"] else "false",
-                    "nlsr.calibration.chosen": "true" if a["attempt"] == section["chosen"] else "false",
-                },
-            }
-        )
-    return runs

@@ -26,7 +26,7 @@ from mlflow_nlsr.io.hashing import sha256_dir
 from mlflow_nlsr.pipeline import realign
 from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model, resolve_to_local
 from mlflow_nlsr.rules import Resolved, Rules
-from mlflow_nlsr.service.calibrate import calibration_runs, calibration_tags
+from mlflow_nlsr.service.calibrate_records import calibration_runs, calibration_tags
 from mlflow_nlsr.service.calibrate_run import calibrate_job, calibration_reasons
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.intake import enqueue_version

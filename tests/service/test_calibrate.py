@@ -20,11 +20,10 @@ from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.service.calibrate import (
     Budget,
     best_failing,
-    calibration_runs,
-    calibration_tags,
     check,
     search,
 )
+from mlflow_nlsr.service.calibrate_records import calibration_runs, calibration_tags
 from mlflow_nlsr.service.ladder import build_ladder, predicted_strength
 
 CONFIG = parse_gate_config(
