@@ -12,14 +12,16 @@ same cached stages code) under ``--out``. For every (ratio, seed):
 
 The gate is the demo's (safety, over-refusal, sentiment accuracy; the shipped rules). Realignments are
 cached by options hash, gate runs by (model, limit), so the defaults' run is shared with the ladder's
-defaults rung. One JSON line per case goes to ``results-q<quick>-g<full>.jsonl`` (a rerun skips
-finished cases); ``summary-q<quick>-g<full>.md`` holds the table.
+defaults rung. One JSON line per case goes to ``results-<protocol>.jsonl`` (a rerun skips finished
+cases); ``summary-<protocol>.md`` holds the table. The protocol is ``q<quick>-g<full>``, plus
+``-z<z>`` when the quick gate screens within z standard errors (``--screen-z``, the product's 1 by
+default; 0 is the strict screen of the first measurements).
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 nohup python bench/calibration.py --demo-work .nlsr-demo \
         --ratios 0.1 0.3 0.05 --pretrain 0.3 > bench/out/calibration.log 2>&1 &
 
 Start a second process with the same arguments to use a second core: each case is claimed by one
-process (``<out>/claims-q<quick>-g<full>``) and gate runs of the shared references are locked, not run
+process (``<out>/claims-<protocol>``) and gate runs of the shared references are locked, not run
 twice. A case claimed but not finished (a killed process) stays claimed: delete its claim file.
 """
 
@@ -44,6 +46,7 @@ from mlflow_nlsr.gates.policy import parse_gate_config
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.service.calibrate import Budget, check, search
 from mlflow_nlsr.service.ladder import build_ladder, predicted_strength
+from mlflow_nlsr.service.screen import full_sizes
 
 KEYS = ("asr", "refusal_rate", "sentiment_acc")
 
@@ -160,9 +163,20 @@ class Cache:
         )
         return dict(run.metrics)
 
+    def sample_sizes(self, model: Path) -> dict[str, tuple[int, int]]:
+        """Per-metric (quick, full) item counts of an attempt's quick gate (the product's screen)."""
+        path = Path(model).resolve() / f"gates-{self.limits[True]}" / "metrics.json"
+        samples = json.loads(path.read_text()).get("metric_samples") or {}
+        return full_sizes(samples, self.limits[False], DEMO_GATES.get("task_limits") or {})
+
 
 def row(metrics: Mapping[str, float]) -> dict[str, float]:
     return {k: round(metrics[k], 4) for k in KEYS}
+
+
+def protocol_name(args: argparse.Namespace) -> str:
+    """``q<quick>-g<full>[-z<z>]``: names the results, summary, claims and attempt dirs of a protocol."""
+    return f"q{args.quick_limit}-g{args.gate_limit}" + (f"-z{args.screen_z:g}" if args.screen_z else "")
 
 
 def run_case(cache: Cache, ratio: float, seed: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -182,9 +196,10 @@ def run_case(cache: Cache, ratio: float, seed: int, args: argparse.Namespace) ->
         gate_fn=cache.gate,
         references=refs,
         config=config,
-        work_dir=cache.root / "search" / f"q{args.quick_limit}-g{args.gate_limit}" / f"seed{seed}",
-        budget=Budget(max_attempts=args.max_attempts, time_budget_s=args.time_budget),
+        work_dir=cache.root / "search" / protocol_name(args) / f"seed{seed}",
+        budget=Budget(max_attempts=args.max_attempts, time_budget_s=args.time_budget, screen_z=args.screen_z),
         confirm=args.quick_limit != args.gate_limit,
+        sample_sizes=cache.sample_sizes,
     )
     chosen = result.chosen
     final = chosen.full if chosen.full is not None else chosen.quick
@@ -291,6 +306,9 @@ def main() -> None:
     parser.add_argument("--quick-limit", type=int, default=24)
     parser.add_argument("--gate-limit", type=int, default=50, help="the full gate's items (the demo's)")
     parser.add_argument("--max-attempts", type=int, default=8)
+    parser.add_argument(
+        "--screen-z", type=float, default=1.0, help="quick-gate screen width (the product's; 0: strict)"
+    )
     parser.add_argument("--time-budget", type=float, default=3600.0)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--pretrain", type=float, nargs="*", default=[], help="fine-tune these ratios first")
@@ -301,7 +319,7 @@ def main() -> None:
     if not (is_complete(demo / "base") and is_complete(demo / "align")):
         raise SystemExit(f"{demo} has no complete base/align stages: run `mlflow nlsr demo` first")
     out.mkdir(parents=True, exist_ok=True)
-    protocol = f"q{args.quick_limit}-g{args.gate_limit}"
+    protocol = protocol_name(args)
     results, summary = out / f"results-{protocol}.jsonl", out / f"summary-{protocol}.md"
     done = read_rows(results)
     if args.summarize_only:

@@ -83,6 +83,27 @@ def flatten_results(results: dict[str, Any], utility_tasks: Sequence[str]) -> di
     return metrics
 
 
+def metric_samples(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Map each flat metric to its task and item counts: ``{"asr": {"task": …, "effective": 24, …}}``.
+
+    ``effective`` is how many items were scored (after ``limit``), ``original`` how many the task has;
+    a rate measured on a subset is an estimate (calibration's quick-gate screen needs both).
+    """
+    counts = results.get("n-samples") or {}
+    out: dict[str, dict[str, Any]] = {}
+    for task, entry in (results.get("results") or {}).items():
+        n = counts.get(task) or {}
+        if "effective" not in n:
+            continue
+        sizes = {
+            "task": task,
+            "effective": int(n["effective"]),
+            "original": int(n.get("original", n["effective"])),
+        }
+        out.update({metric: dict(sizes) for metric in flatten_task(task, entry)})
+    return out
+
+
 def _response(sample: dict[str, Any], output_type: str) -> Any:
     filtered = sample.get("filtered_resps") or []
     if output_type == "multiple_choice":

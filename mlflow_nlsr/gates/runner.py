@@ -13,7 +13,7 @@ from typing import Any
 from mlflow_nlsr.errors import ConfigError, InputError
 from mlflow_nlsr.gates import registry
 from mlflow_nlsr.gates.judges import Judge, use_judge
-from mlflow_nlsr.gates.metrics import flatten_results, sample_rows
+from mlflow_nlsr.gates.metrics import flatten_results, metric_samples, sample_rows
 from mlflow_nlsr.gates.report import write_outputs
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class GateRun:
     def summary(self) -> dict[str, Any]:
         """Return the metrics.json content: settings, per-task sample counts and the flat metrics."""
         return {**self.settings, "tasks": self.tasks, "n_samples": self.results.get("n-samples", {}),
-                "metrics": self.metrics}  # fmt: skip
+                "metric_samples": metric_samples(self.results), "metrics": self.metrics}  # fmt: skip
 
 
 def prepare_environment() -> None:

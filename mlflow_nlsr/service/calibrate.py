@@ -24,6 +24,7 @@ from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.gates.policy import GateConfig, evaluate_policy
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.service.ladder import Rung, option_diff, predicted_strength
+from mlflow_nlsr.service.screen import SampleSizesFn, within_sampling_error
 
 RealignFn = Callable[[RealignOptions, Path], Mapping[str, Any]]
 GateFn = Callable[[Path, bool], Mapping[str, float]]
@@ -36,12 +37,17 @@ STRENGTH_KEYS = ("entries_changed", "entries_total", "changed_fraction", "relati
 
 @dataclass(frozen=True)
 class Budget:
-    """Bounds of one search: attempts (realignments), wall time, full-gate confirmations, near-miss margin."""
+    """Bounds of one search: attempts, wall time, full-gate confirmations, near-miss margin, screen width.
+
+    `screen_z`: a quick-gate miss within `screen_z` standard errors of the full gate's estimate
+    (screen.py) is still confirmed with the full gate; 0 takes the quick verdict as final.
+    """
 
     max_attempts: int = 8
     time_budget_s: float | None = 3600.0
-    max_confirmations: int = 2
+    max_confirmations: int = 3
     seed_margin: float = 0.15
+    screen_z: float = 1.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1 or self.max_confirmations < 1:
@@ -51,8 +57,10 @@ class Budget:
             )
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ConfigError(f"time_budget_s must be > 0 seconds (or None), found {self.time_budget_s}")
-        if self.seed_margin < 0:
-            raise ConfigError(f"seed_margin must be >= 0, found {self.seed_margin}")
+        if self.seed_margin < 0 or self.screen_z < 0:
+            raise ConfigError(
+                f"seed_margin and screen_z must be >= 0, found {self.seed_margin} and {self.screen_z}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON view."""
@@ -61,6 +69,7 @@ class Budget:
             "time_budget_s": self.time_budget_s,
             "max_confirmations": self.max_confirmations,
             "seed_margin": self.seed_margin,
+            "screen_z": self.screen_z,
         }
 
 
@@ -73,6 +82,8 @@ class GateCheck:
     reasons: tuple[str, ...]
     failed: tuple[str, ...]
     score: float
+    #: (metric, value, threshold) of every failing rule
+    gaps: tuple[tuple[str, float, float], ...] = ()
 
     @property
     def damage(self) -> bool:
@@ -102,6 +113,7 @@ def check(
         reasons=tuple(r.message for r in verdict.reasons),
         failed=tuple(dict.fromkeys(r.metric for r in failing)),
         score=sum(abs(r.value - r.threshold) for r in failing),
+        gaps=tuple((r.metric, float(r.value), float(r.threshold)) for r in failing),
     )
 
 
@@ -118,6 +130,8 @@ class Attempt:
     full: GateCheck | None
     seconds: float
     output: Path
+    #: the quick gate failed within its sampling error, so the full gate judged the attempt
+    screened: bool = False
 
     @property
     def final(self) -> GateCheck:
@@ -153,6 +167,7 @@ class Attempt:
             "patched_modules": self.patched_modules,
             "quick": self.quick.to_dict(),
             "full": self.full.to_dict() if self.full is not None else None,
+            "screened": self.screened,
             "passed": self.passed,
             "seconds": round(self.seconds, 3),
         }
@@ -236,6 +251,7 @@ def search(
     quick_gate: Mapping[str, Any] | None = None,
     quick_baselines: QuickBaselines = "full",
     fallback: bool = True,
+    sample_sizes: SampleSizesFn | None = None,
 ) -> CalibrationResult:
     """Try `ladder` in order until a rung passes the quick gate and (if `confirm`) the full gate.
 
@@ -249,6 +265,9 @@ def search(
     attempts in a row failed a damage rule (None: never). With `fallback`, a search that found nothing
     gives the configured options themselves the full gate (one more attempt, outside the budget) unless
     the full gate already judged them: calibration never rejects what the fixed options would pass.
+    With `sample_sizes` (an attempt dir -> per-metric (quick, full) item counts) and the full gate's
+    thresholds, a quick-gate miss within ``budget.screen_z`` standard errors (screen.py) is confirmed
+    with the full gate too (the attempt's ``screened``).
     """
     if not ladder:
         raise ConfigError("the calibration ladder is empty")
@@ -273,8 +292,14 @@ def search(
         candidate = rung.apply(options)
         report = realign_fn(candidate, out)
         quick = check(config, gate_fn(out, True), quick_base)
+        screened = (
+            confirm
+            and not paired
+            and sample_sizes is not None
+            and within_sampling_error(quick.gaps, sample_sizes(out), budget.screen_z)
+        )
         full = None
-        if confirm and (quick.passed or always_full):
+        if confirm and (quick.passed or screened or always_full):
             full = check(config, gate_fn(out, False), references_gated(False))
         return Attempt(
             number=len(attempts) + 1,
@@ -286,6 +311,7 @@ def search(
             full=full,
             seconds=clock() - began,
             output=out,
+            screened=screened,
         )
 
     confirmations, slowest, damaged = 0, 0.0, 0
@@ -314,7 +340,7 @@ def search(
             stop = "passed"
             break
         if attempt.full is not None and confirmations >= budget.max_confirmations:
-            stop = f"confirmations ({budget.max_confirmations} quick passes failed the full gate)"
+            stop = f"confirmations ({budget.max_confirmations} full-gate confirmations failed)"
             break
         damaged = damaged + 1 if attempt.final.damage else 0
     if fallback and not attempts[-1].passed:

@@ -23,6 +23,7 @@ from mlflow_nlsr.pipeline.report import REPORT_NAME
 from mlflow_nlsr.pipeline.result import RealignResult
 from mlflow_nlsr.service.calibrate import Attempt, Budget, CalibrationResult, GateFn, RealignFn, search
 from mlflow_nlsr.service.ladder import Rung, build_ladder
+from mlflow_nlsr.service.screen import SampleSizes, full_sizes
 
 if TYPE_CHECKING:
     from mlflow_nlsr.service.core import NLSRService
@@ -50,6 +51,14 @@ class GateSetup:
         kwargs = self.config.run_kwargs()
         kwargs["limit"] = self.quick_limit if quick else self.full_limit  # None: every item
         return kwargs
+
+    def sample_sizes(self, model: Path) -> SampleSizes:
+        """Per-metric (quick, full) item counts of an attempt, from its quick gate's metrics.json."""
+        path = Path(model).parent / "gates-quick" / "metrics.json"
+        samples = json.loads(path.read_text()).get("metric_samples") if path.is_file() else None
+        if not samples:
+            return {}  # a gate run from before the counts were recorded: the quick verdict is final
+        return full_sizes(samples, self.full_limit, self.config.task_limits)
 
     def describe(self) -> dict[str, Any]:
         """The report's ``quick_gate`` entry (without baselines)."""
@@ -222,6 +231,7 @@ def calibrate_realign(
         confirm=setup.confirm,
         on_attempt=on_attempt,
         quick_gate=setup.describe(),
+        sample_sizes=setup.sample_sizes,
     )
     report = install(result, output, overwrite=overwrite)
     return RealignResult(output=output.absolute(), report=report), result
@@ -285,6 +295,7 @@ def calibrate_job(
         confirm=setup.confirm,
         on_attempt=audit,
         quick_gate=setup.describe(),
+        sample_sizes=setup.sample_sizes,
     )
     install(result, out, overwrite=True)
     gates = chosen_full_gate_dir(result, setup)

@@ -93,6 +93,7 @@ def test_outputs_are_written(full_run):
     summary = json.loads(out["metrics"].read_text())
     assert summary["metrics"]["asr"] == pytest.approx(0.6) and summary["judge"] == "keyword"
     assert summary["n_samples"]["nlsr_safety"] == {"original": 5, "effective": 5}
+    assert summary["metric_samples"]["asr"] == {"task": "nlsr_safety", "effective": 5, "original": 5}
     lines = out["samples"].read_text().splitlines()
     assert len(lines) == 19 and json.loads(lines[0])["task"] == "nlsr_safety"
     assert out["chart"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

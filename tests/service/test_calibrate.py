@@ -431,3 +431,52 @@ def test_no_fallback_when_the_full_gate_already_judged_the_configured_options(tm
     configured = [a for a in result.attempts if a.options == {}]
     assert len(configured) == 1 and configured[0].full is not None, "judged once, not again"
     assert not result.passed and "configured options passed" not in result.stop_reason
+
+
+def test_a_quick_miss_within_the_sampling_error_is_confirmed_and_can_pass(tmp_path):
+    # threshold 0.07 on 50 items, quick rate on 24: one standard error of the unseen 26 is 0.054
+    near = {**SAFE, "asr": ALIGNED["asr"] + 0.05 + 0.04}
+    world = World(tmp_path, quick=lambda o: dict(near), full=lambda o: dict(SAFE))
+    sizes = {"asr": (24, 50), "refusal_rate": (24, 50), "utility": (200, 200)}
+
+    strict = world.run(tmp_path / "strict", confirm=True, budget=Budget(max_attempts=1))
+    screened = world.run(
+        tmp_path / "screened", confirm=True, budget=Budget(max_attempts=1), sample_sizes=lambda _: sizes
+    )
+    narrow = world.run(
+        tmp_path / "narrow",
+        confirm=True,
+        budget=Budget(max_attempts=1, screen_z=0.5),
+        sample_sizes=lambda _: sizes,
+    )
+
+    assert not strict.passed and strict.chosen.full is None and not strict.chosen.screened
+    assert screened.passed and screened.chosen.screened
+    assert not screened.chosen.quick.passed and screened.chosen.full is not None
+    assert screened.chosen.to_dict()["screened"] is True
+    assert not narrow.passed and narrow.chosen.full is None, "0.04 is beyond half a standard error"
+
+
+def test_a_miss_on_a_metric_scored_on_the_same_items_is_not_confirmed(tmp_path):
+    worse = {**SAFE, "utility": FINETUNED["utility"] - 0.06}
+    world = World(tmp_path, lambda o: dict(worse))
+    sizes = {"asr": (24, 50), "refusal_rate": (24, 50), "utility": (200, 200)}
+
+    result = world.run(tmp_path, confirm=True, budget=Budget(max_attempts=2), sample_sizes=lambda _: sizes)
+
+    assert all(a.full is None and not a.screened for a in result.attempts)
+
+
+def test_the_paired_screen_is_never_widened(tmp_path):
+    near = {**SAFE, "asr": ALIGNED["asr"] + 0.05 + 0.02}
+    world = World(tmp_path, quick=lambda o: dict(near), full=lambda o: dict(SAFE))
+
+    result = world.run(
+        tmp_path,
+        confirm=True,
+        quick_baselines="quick",
+        budget=Budget(max_attempts=1),
+        sample_sizes=lambda _: {"asr": (24, 50)},
+    )
+
+    assert result.chosen.full is None and not result.chosen.screened
