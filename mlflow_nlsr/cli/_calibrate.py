@@ -24,6 +24,7 @@ def run_calibration(
     max_attempts: int,
     time_budget: float | None,
     overwrite: bool,
+    screen_z: float = 1.0,
     as_json: bool,
 ) -> None:
     """Calibrate, write the chosen realignment to `output`; exit 1 (output kept) when nothing passed."""
@@ -42,7 +43,7 @@ def run_calibration(
         gate_config=gate_config,
         gate_limit=gate_limit,
         quick_limit=quick_limit,
-        budget=Budget(max_attempts=max_attempts, time_budget_s=time_budget),
+        budget=Budget(max_attempts=max_attempts, time_budget_s=time_budget, screen_z=screen_z),
         overwrite=overwrite,
         on_attempt=None if as_json else show,
     )

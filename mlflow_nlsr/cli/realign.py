@@ -139,6 +139,14 @@ def _choice(name: str) -> click.Choice:
     show_default=True,
     help="Calibration: items per task of the quick gate.",
 )
+@click.option(
+    "--screen-z",
+    type=click.FloatRange(min=0.0),
+    default=1.0,
+    show_default=True,
+    help="Calibration: a quick-gate miss within this many standard errors of the full gate's "
+    "estimate is still confirmed with the full gate; 0 takes the quick verdict as final.",
+)
 @json_option
 @handle_errors
 def realign(
@@ -157,6 +165,7 @@ def realign(
     gate_config: Path | None,
     gate_limit: int | None,
     quick_limit: int,
+    screen_z: float,
     **flags: Any,
 ) -> None:
     r"""Realign a fine-tune whose safety was broken by its fine-tuning data (NLSR, AAAI 2025).
@@ -214,6 +223,7 @@ def realign(
             quick_limit=quick_limit,
             max_attempts=max_attempts,
             time_budget=time_budget,
+            screen_z=screen_z,
             overwrite=overwrite,
             as_json=as_json,
         )

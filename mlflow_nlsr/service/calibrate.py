@@ -3,7 +3,8 @@
 The loop takes callables, so it runs without models in tests: ``realign_fn(options, out_dir) -> report``
 and ``gate_fn(model_dir_or_adapter, quick) -> metrics``. For each rung (least invasive first, see
 ladder.py) it realigns into ``work_dir/attempt-NN/model``, runs the quick gate and evaluates the policy
-against the references' quick-gate metrics; a quick pass is confirmed with the full gate. It stops at the
+with the full gate's thresholds; a quick pass, or a miss within the quick gate's sampling error
+(screen.py), is confirmed with the full gate. It stops at the
 first confirmed pass, or when the budget, the ladder or the confirmations run out, or when two attempts in
 a row failed a damage rule (over-refusal, utility): stronger rungs only damage more, while one damaged
 rung may be an unlucky Bernoulli draw (seen on the demo model). Seed variants of a

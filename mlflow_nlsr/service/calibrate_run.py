@@ -255,7 +255,11 @@ def calibrate_job(
     setup = gate_setup(config, limit, settings.calibration_quick_limit, settings.gate_batch_size)
     job_dir = out.parent
     work = job_dir / "calibration"
-    budget = Budget(settings.calibration_max_attempts, settings.calibration_time_budget_s)
+    budget = Budget(
+        settings.calibration_max_attempts,
+        settings.calibration_time_budget_s,
+        screen_z=settings.calibration_screen_z,
+    )
     rungs = build_ladder(options)
     key = {
         "options": options.sha256(),

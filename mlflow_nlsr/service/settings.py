@@ -33,6 +33,7 @@ class Settings:
     calibration_max_attempts: int = 8
     calibration_time_budget_s: float | None = 3600.0
     calibration_quick_limit: int | None = 24
+    calibration_screen_z: float = 1.0
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     def resolved_store_url(self) -> str:

@@ -52,7 +52,7 @@ def test_a_permissive_gate_passes_the_lightest_rung_confirmed_by_the_full_gate(t
     gates = _gates(tmp_path, PERMISSIVE)
 
     result = CliRunner().invoke(
-        cli, _args(tiny_adapters, out, gates, "--gate-limit", "2", "--quick-limit", "1")
+        cli, _args(tiny_adapters, out, gates, "--gate-limit", "2", "--quick-limit", "1", "--screen-z", "0.5")
     )
 
     assert result.exit_code == 0, result.output
@@ -75,6 +75,9 @@ def test_a_permissive_gate_passes_the_lightest_rung_confirmed_by_the_full_gate(t
     assert (work / "gates-quick" / "metrics.json").is_file() and (
         work / "gates-full" / "metrics.json"
     ).is_file()
+    quick = json.loads((work / "gates-quick" / "metrics.json").read_text())
+    assert quick["metric_samples"]["asr"]["effective"] == 1, "the screen's item counts are recorded"
+    assert section["budget"]["screen_z"] == 0.5 and attempt["screened"] is False
     assert not (work / "model").exists(), "the chosen attempt was moved to the output"
     assert "attempt 1 of 1" in result.output and "passed its gates" in result.output
 
@@ -113,3 +116,14 @@ def test_calibrate_refuses_an_existing_output_before_any_work(tiny_adapters, tmp
 
     assert result.exit_code == 8 and "already exists" in result.output
     assert not (tmp_path / "out.calibration").exists() and (out / "keep.txt").is_file()
+
+
+def test_a_negative_screen_width_is_a_usage_error(tiny_adapters, tmp_path):
+    out = tmp_path / "out"
+
+    result = CliRunner().invoke(
+        cli, _args(tiny_adapters, out, _gates(tmp_path, PERMISSIVE), "--screen-z", "-1")
+    )
+
+    assert result.exit_code == 2 and "--screen-z" in result.output
+    assert not out.exists()
