@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -264,8 +264,9 @@ def search(
     always runs; a later one starts only while the attempt count is under ``budget.max_attempts`` and
     the time left is at least the slowest attempt so far. The climb stops after `damage_patience`
     attempts in a row failed a damage rule (None: never). With `fallback`, a search that found nothing
-    gives the configured options themselves the full gate (one more attempt, outside the budget) unless
-    the full gate already judged them: calibration never rejects what the fixed options would pass.
+    gives the configured options themselves the full gate unless it already judged them: the climb's
+    own attempt at them when it made one (its record gains the full verdict), else one more attempt
+    outside the budget. Calibration never rejects what the fixed options would pass.
     With `sample_sizes` (an attempt dir -> per-metric (quick, full) item counts) and the full gate's
     thresholds, a quick-gate miss within ``budget.screen_z`` standard errors (screen.py) is confirmed
     with the full gate too (the attempt's ``screened``).
@@ -345,18 +346,25 @@ def search(
             break
         damaged = damaged + 1 if attempt.final.damage else 0
     if fallback and not attempts[-1].passed:
-        configured = _configured_rung(options, ladder)
-        judged = [
-            a for a in attempts if a.rung.apply(options) == options and (a.full is not None or not confirm)
-        ]
-        if not judged:  # never leave the configured options screened out by the quick gate alone
-            attempt = make_attempt(configured, always_full=True)
-            attempts.append(attempt)
+        same = [i for i, a in enumerate(attempts) if a.rung.apply(options) == options]
+        if not any(attempts[i].full is not None or not confirm for i in same):
+            # never leave the configured options screened out by the quick gate alone: the full gate
+            # judges the climb's own attempt at them, or one more attempt outside the budget
+            if same:
+                earlier = attempts[same[0]]
+                began = clock()
+                full = check(config, gate_fn(earlier.output, False), references_gated(False))
+                attempt = replace(earlier, full=full, seconds=earlier.seconds + clock() - began)
+                attempts[same[0]] = attempt
+            else:
+                attempt = make_attempt(_configured_rung(options, ladder), always_full=True)
+                attempts.append(attempt)
             if on_attempt is not None:
                 on_attempt(attempt)
             if attempt.passed:
                 stop = f"{stop}; the configured options passed the full gate"
-    chosen = attempts[-1] if attempts[-1].passed else best_failing(attempts)
+    passing = [a for a in attempts if a.passed]
+    chosen = passing[-1] if passing else best_failing(attempts)
     return CalibrationResult(
         attempts=tuple(attempts),
         chosen=chosen,

@@ -480,3 +480,19 @@ def test_the_paired_screen_is_never_widened(tmp_path):
     )
 
     assert result.chosen.full is None and not result.chosen.screened
+
+
+def test_the_fallback_judges_the_climbs_own_attempt_at_the_configured_options_without_realigning(tmp_path):
+    # the defaults rung is climbed (a quick failure), then the search ends without a pass
+    world = World(tmp_path, quick=lambda o: dict(UNSAFE), full=safe_from(0.648))
+    options = RealignOptions()  # the product defaults: rung sp0.8-modall-b0.9, the fifth
+    ladder = build_ladder(options, seed_variants=0)
+
+    result = world.run(tmp_path, options=options, ladder=ladder, fallback=True, budget=Budget(max_attempts=6))
+
+    configured = [a for a in result.attempts if a.options == {}]
+    assert len(result.attempts) == 6 and len(configured) == 1, "no second attempt at the same options"
+    assert len(world.realigned) == 6
+    assert configured[0].full is not None and configured[0].full.passed and not configured[0].quick.passed
+    assert result.passed and result.chosen is configured[0] and result.chosen.number == 5
+    assert result.stop_reason == "max attempts (6); the configured options passed the full gate"
