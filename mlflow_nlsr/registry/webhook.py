@@ -139,6 +139,8 @@ def parse_event(
     if not isinstance(data, dict):
         raise WebhookRejected(f"envelope 'data' must be an object, got {type(data).__name__}", 400)
     name = _opt_str(data.get("name"), "name")
+    if name is not None and not name.strip():
+        raise WebhookRejected(f"data.name must be a registered model name, found {name!r}", 400)
     version = _opt_version(data.get("version"))
     tags = _tags(data.get("tags"))
     if f"{entity}.{action}" in ACTIONABLE_EVENTS and (name is None or version is None):

@@ -156,6 +156,8 @@ def test_oversized_body_is_413_before_any_other_check():
      b'{"entity": "model_version", "action": "created", "data": []}',
      b'{"entity": "model_version", "action": "created", "data": {"name": "x"}}',
      b'{"entity": "model_version", "action": "created", "data": {"name": 5, "version": "1"}}',
+     b'{"entity": "model_version", "action": "created", "data": {"name": "", "version": "1"}}',
+     b'{"entity": "registered_model", "action": "created", "data": {"name": " "}}',
      b'{"entity": "model_version", "action": "created", "data": {"name": "x", "version": "1.5"}}',
      b'{"entity": "model_version", "action": "created", "data": {"name": "x", "version": "1", "tags": []}}'],
 )  # fmt: skip
