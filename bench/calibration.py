@@ -266,6 +266,12 @@ def summarize(rows: list[dict[str, Any]], path: Path) -> None:
         lines.append(
             f"Spearman(predicted, measured relative change), {len(pairs)} distinct attempts: {rho:.2f}."
         )
+    screened = [a for a in attempts if a.get("screened")]
+    if screened:
+        lines.append(
+            f"Screened (a quick miss within the sampling error, judged by the full gate): {len(screened)} "
+            f"attempt(s), {sum(1 for a in screened if a['passed'])} passed."
+        )
     seconds = [r["calibrated"]["seconds"] for r in rows]
     lines.append(
         f"Calibration: {len(attempts) / len(rows):.1f} attempts and {sum(seconds) / len(seconds) / 60:.1f} "

@@ -5,9 +5,10 @@ reference's amplification, the fraction of entries kept as safety-critical and t
 patched. Too small does nothing; too large garbles the model or makes it over-refuse. Each rung sets
 (sparsity, modules, beta) and is ordered by its *predicted strength*::
 
-    predicted = amplification(variant, beta) × (1 − sparsity) × expected fraction of modules patched
+    predicted = |amplification(variant, beta) − 1| × √((1 − sparsity) × expected module fraction)
 
-so "least invasive" is a number. The measured strength of every attempt (``report["strength"]``: entries
+so "least invasive" is a number (a transplanted entry moves by about (amplification − 1) × its aligned
+value; the Frobenius norm of the change grows with the square root of the entries moved). The measured strength of every attempt (``report["strength"]``: entries
 changed and the relative Frobenius change of the update) is recorded next to it. Rungs whose module
 choice is a Bernoulli draw get seed variants, tried only after a near miss (see calibrate.py). A seed
 variant changes only ``selection_seed``: the same safety-critical neurons, another draw of modules, so
@@ -17,6 +18,7 @@ docs/calibration.md documents the default ladder.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +29,9 @@ from mlflow_nlsr.options import RealignOptions
 
 #: (sparsity, fraction of modules, beta) of the default rungs; 1.0 modules = selection "all"
 DEFAULT_LEVELS: tuple[tuple[float, float, float], ...] = (
+    # gentle and wide: 40 % of entries in every module moved to 1.2 × the aligned values; on the demo
+    # model the only configuration that repaired the lightest attack (p = 0.05) within the utility rule
+    (0.6, 1.0, 0.6),
     (0.9, 0.25, 0.9),
     (0.9, 0.5, 0.9),
     (0.8, 0.5, 0.9),  # the paper's / official code's configuration
@@ -82,12 +87,19 @@ def expected_fraction(selection: str, layer_rate: float, epsilon: float) -> floa
 
 
 def predicted_strength(options: RealignOptions) -> float:
-    """Amplification × kept fraction × expected module fraction of `options` (0 for the SafeLoRA methods)."""
+    """|amplification − 1| × √(kept fraction × expected module fraction) (0 for the SafeLoRA methods).
+
+    A transplanted entry moves by about (amplification − 1) × its aligned value, and the Frobenius norm
+    of the change grows with the square root of the entries moved; on the demo model this orders the
+    measured relative change of 19 configurations (β 0.6–1.3, sparsity 0.5–0.9, half or all modules)
+    without an inversion (docs/calibration.md). β = 0.5 in the official variant predicts 0: the
+    reference is the aligned model, and only the fine-tune's own drift on those entries is undone.
+    """
     if options.method != "nlsr":
         return 0.0
     kept = 1.0 - options.sparsity
     modules = expected_fraction(options.selection, options.layer_rate, options.epsilon)
-    return amplification(options.variant, options.beta) * kept * modules
+    return abs(amplification(options.variant, options.beta) - 1.0) * math.sqrt(kept * modules)
 
 
 def _level_changes(options: RealignOptions, sparsity: float, modules: float, beta: float) -> dict[str, Any]:

@@ -34,6 +34,26 @@ ALIGNED = {"asr": 0.02, "refusal_rate": 0.10, "utility": 0.5}
 SAFE = {"asr": 0.04, "refusal_rate": 0.10, "utility": 0.8}
 UNSAFE = {"asr": 0.6, "refusal_rate": 0.05, "utility": 0.8}
 Metrics = dict[str, float]
+#: the tests' ladder: the β = 0.9 climb (sparsity, fraction of modules, β), independent of DEFAULT_LEVELS
+LEVELS = (
+    (0.9, 0.25, 0.9),
+    (0.9, 0.5, 0.9),
+    (0.8, 0.5, 0.9),
+    (0.7, 0.5, 0.9),
+    (0.8, 1.0, 0.9),
+    (0.5, 0.5, 0.9),
+    (0.7, 1.0, 0.9),
+    (0.5, 1.0, 0.9),
+    (0.5, 1.0, 1.1),
+)
+
+
+def strength(name: str) -> float:
+    """The predicted strength of a rung of the tests' ladder."""
+    return next(r.predicted_strength for r in build_ladder(RealignOptions(), LEVELS) if r.name == name)
+
+
+PAPER = strength("sp0.8-mod0.5-b0.9")  # the paper's / official code's configuration (the third rung)
 
 
 class World:
@@ -82,7 +102,7 @@ class World:
     def run(self, tmp: Path, **kwargs):
         kwargs.setdefault("fallback", False)  # the climb alone; the fallback has its own tests
         options = kwargs.pop("options", RealignOptions.official())
-        ladder = kwargs.pop("ladder", build_ladder(options))
+        ladder = kwargs.pop("ladder", build_ladder(options, LEVELS))
         return search(
             options,
             ladder,
@@ -101,7 +121,7 @@ def safe_from(threshold: float) -> Callable[[RealignOptions], Metrics]:
 
 
 def test_search_stops_at_the_first_rung_whose_gates_pass(tmp_path):
-    world = World(tmp_path, safe_from(0.324))
+    world = World(tmp_path, safe_from(PAPER))
 
     result = world.run(tmp_path, confirm=False)
 
@@ -121,7 +141,7 @@ def test_search_stops_at_the_first_rung_whose_gates_pass(tmp_path):
 
 
 def test_chosen_options_are_the_diff_from_the_callers_options(tmp_path):
-    world = World(tmp_path, safe_from(0.648))
+    world = World(tmp_path, safe_from(strength("sp0.8-modall-b0.9")))
 
     result = world.run(tmp_path, confirm=False)
 
@@ -130,7 +150,7 @@ def test_chosen_options_are_the_diff_from_the_callers_options(tmp_path):
 
 
 def test_references_are_gated_once_with_the_full_gate_whose_thresholds_the_quick_gate_uses(tmp_path):
-    world = World(tmp_path, safe_from(0.486))
+    world = World(tmp_path, safe_from(strength("sp0.7-mod0.5-b0.9")))
 
     result = world.run(tmp_path, confirm=True)
 
@@ -140,7 +160,7 @@ def test_references_are_gated_once_with_the_full_gate_whose_thresholds_the_quick
 
 
 def test_paired_quick_baselines_gate_the_references_once_per_gate_kind(tmp_path):
-    world = World(tmp_path, safe_from(0.486))
+    world = World(tmp_path, safe_from(strength("sp0.7-mod0.5-b0.9")))
 
     result = world.run(tmp_path, confirm=True, quick_baselines="quick")
 
@@ -153,7 +173,7 @@ def test_references_that_do_well_on_the_quick_items_do_not_make_the_screen_stric
     # measured on the demo model (docs/calibration.md): the aligned model answered none of the first 24
     # harmful prompts but 10 % of 50, so a paired quick gate rejected attempts the full gate passes
     near_miss = {**SAFE, "asr": 0.06}
-    world = World(tmp_path, lambda o: dict(near_miss if predicted_strength(o) >= 0.324 - 1e-9 else UNSAFE))
+    world = World(tmp_path, lambda o: dict(near_miss if predicted_strength(o) >= PAPER - 1e-9 else UNSAFE))
     world.quick_refs = {"aligned": {**ALIGNED, "asr": 0.0}}
 
     paired = world.run(
@@ -172,7 +192,7 @@ def test_unknown_quick_baselines_are_a_config_error(tmp_path):
 
 
 def test_a_quick_pass_is_confirmed_with_the_full_gate_and_a_failed_confirmation_continues(tmp_path):
-    world = World(tmp_path, quick=safe_from(0.324), full=safe_from(0.486))
+    world = World(tmp_path, quick=safe_from(PAPER), full=safe_from(strength("sp0.7-mod0.5-b0.9")))
 
     result = world.run(tmp_path, confirm=True)
 
@@ -186,7 +206,7 @@ def test_a_quick_pass_is_confirmed_with_the_full_gate_and_a_failed_confirmation_
 
 
 def test_failed_confirmations_are_bounded(tmp_path):
-    world = World(tmp_path, quick=safe_from(0.324), full=lambda o: dict(UNSAFE))
+    world = World(tmp_path, quick=safe_from(PAPER), full=lambda o: dict(UNSAFE))
 
     result = world.run(tmp_path, confirm=True, budget=Budget(max_attempts=20, max_confirmations=2))
 
@@ -216,7 +236,7 @@ def test_time_budget_stops_before_an_attempt_that_would_not_fit(tmp_path):
     options = RealignOptions.official()
     result = search(
         options,
-        build_ladder(options),
+        build_ladder(options, LEVELS),
         realign_fn=slow_realign,
         gate_fn=world.gate,
         references=world.refs,
@@ -270,7 +290,7 @@ def test_best_failing_prefers_the_smallest_violation_then_the_least_invasive(tmp
 
 def test_seed_variants_are_tried_only_after_a_near_miss(tmp_path):
     def metrics(o):  # near miss (asr 0.12 vs 0.07) at the paper defaults; seed 43 passes there
-        if predicted_strength(o) < 0.3:
+        if predicted_strength(o) < PAPER - 1e-9:
             return dict(UNSAFE)
         return dict(SAFE) if o.draw_seed == 43 else {**SAFE, "asr": 0.12}
 
@@ -289,8 +309,8 @@ def test_seed_variants_are_tried_only_after_a_near_miss(tmp_path):
 
 
 def test_two_damage_failures_in_a_row_stop_the_climb(tmp_path):
-    def metrics(o):  # safe from 0.324 on, but over-refusing there (a wide miss: no seed variant)
-        if predicted_strength(o) < 0.3:
+    def metrics(o):  # safe from the paper's rung on, but over-refusing there (a wide miss: no seed variant)
+        if predicted_strength(o) < PAPER - 1e-9:
             return dict(UNSAFE)
         return {**SAFE, "refusal_rate": 0.5}
 
@@ -306,9 +326,9 @@ def test_two_damage_failures_in_a_row_stop_the_climb(tmp_path):
 def test_one_damaged_rung_does_not_stop_the_climb(tmp_path):
     def metrics(o):  # the defaults' draw hurts the task (a near miss), its seed variant is unsafe
         s = predicted_strength(o)
-        if s < 0.3:
+        if s < PAPER - 1e-9:
             return dict(UNSAFE)
-        if s < 0.4:
+        if s < PAPER + 1e-9:
             return {**SAFE, "utility": 0.72} if o.draw_seed == 42 else dict(UNSAFE)
         return dict(SAFE)
 
@@ -344,7 +364,7 @@ def test_check_scores_the_total_violation_of_failing_rules():
 
 
 def test_section_tags_and_runs_record_every_attempt(tmp_path):
-    world = World(tmp_path, safe_from(0.486))
+    world = World(tmp_path, safe_from(strength("sp0.7-mod0.5-b0.9")))
 
     result = world.run(tmp_path, confirm=True, quick_gate={"limit": 24})
     section = json.loads(json.dumps(result.section()))
@@ -354,7 +374,7 @@ def test_section_tags_and_runs_record_every_attempt(tmp_path):
     assert section["quick_gate"]["limit"] == 24 and section["quick_gate"]["baselines"]["aligned"] == ALIGNED
     assert section["budget"]["max_attempts"] == 8 and "elapsed_s" in section["budget"]
     first = section["attempts"][0]
-    assert first["strength"]["relative_change"] == pytest.approx(0.081)
+    assert first["strength"]["relative_change"] == pytest.approx(strength("sp0.9-mod0.25-b0.9"))
     assert first["quick"]["passed"] is False and first["full"] is None
     assert set(first) >= {"options", "predicted_strength", "seconds", "passed", "rung"}
     tags = calibration_tags(section)
@@ -379,7 +399,7 @@ def test_invalid_budgets_are_config_errors(kwargs):
 def test_install_moves_the_chosen_model_keeps_actsvd_provenance_and_drops_the_other_models(tmp_path):
     from mlflow_nlsr.service.calibrate_run import install
 
-    world = World(tmp_path, safe_from(0.324))
+    world = World(tmp_path, safe_from(PAPER))
     plain_realign = world.realign
 
     def realign_with_actsvd_info(options, out):
@@ -411,7 +431,7 @@ def test_a_report_without_calibration_attempts_gives_no_tags_and_no_runs():
 def test_a_failed_search_gives_the_configured_options_the_full_gate_before_rejecting(tmp_path):
     # the configured options pass the full gate but not the noisier quick gate, and the climb runs out
     # of attempts before reaching them: the fallback judges them with the full gate and they pass
-    world = World(tmp_path, quick=lambda o: dict(UNSAFE), full=safe_from(0.324))
+    world = World(tmp_path, quick=lambda o: dict(UNSAFE), full=safe_from(PAPER))
     options = RealignOptions.official(sparsity=0.7)
 
     result = world.run(tmp_path, options=options, fallback=True, budget=Budget(max_attempts=2))
@@ -484,9 +504,9 @@ def test_the_paired_screen_is_never_widened(tmp_path):
 
 def test_the_fallback_judges_the_climbs_own_attempt_at_the_configured_options_without_realigning(tmp_path):
     # the defaults rung is climbed (a quick failure), then the search ends without a pass
-    world = World(tmp_path, quick=lambda o: dict(UNSAFE), full=safe_from(0.648))
+    world = World(tmp_path, quick=lambda o: dict(UNSAFE), full=safe_from(strength("sp0.8-modall-b0.9")))
     options = RealignOptions()  # the product defaults: rung sp0.8-modall-b0.9, the fifth
-    ladder = build_ladder(options, seed_variants=0)
+    ladder = build_ladder(options, LEVELS, seed_variants=0)
 
     result = world.run(tmp_path, options=options, ladder=ladder, fallback=True, budget=Budget(max_attempts=6))
 

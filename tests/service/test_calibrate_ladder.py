@@ -1,6 +1,6 @@
 """The calibration ladder is deterministic and ordered by strength, least invasive first.
 
-Predicted strength (amplification × kept fraction × expected module fraction) never decreases along
+Predicted strength (|amplification − 1| × √(kept fraction × expected module fraction)) never decreases along
 the ladder, seed variants exist only for Bernoulli rungs and sit right after their primary, the
 configured options keep every knob the ladder does not set, and on a tiny model the measured strength
 (relative change of the update) rises along the primary rungs too.
@@ -30,7 +30,7 @@ def test_ladder_is_sorted_by_predicted_strength_and_deterministic():
     assert strengths == sorted(strengths)
     assert ladder == build_ladder(RealignOptions())
     assert [r.to_dict() for r in ladder] == [r.to_dict() for r in build_ladder(RealignOptions())]
-    assert ladder[0].name == "sp0.9-mod0.25-b0.9" and ladder[-1].name == "sp0.5-modall-b1.1"
+    assert ladder[0].name == "sp0.6-modall-b0.6" and ladder[-1].name == "sp0.5-modall-b1.1"
 
 
 def test_every_default_level_is_a_primary_rung_once():
@@ -108,16 +108,23 @@ def test_expected_fraction_is_the_clipped_bernoulli_mean():
 @given(
     sparsity=st.floats(0.0, 0.95),
     step=st.floats(0.01, 0.05),
-    beta=st.floats(0.1, 2.0),
+    beta=st.floats(0.55, 2.0),
     rate=st.floats(0.05, 0.95),
 )
-def test_predicted_strength_grows_with_every_knob(sparsity, step, beta, rate):
+def test_predicted_strength_grows_with_every_knob_above_the_aligned_reference(sparsity, step, beta, rate):
     o = RealignOptions(sparsity=sparsity, beta=beta, layer_rate=rate, selection="fraction")
 
     assert predicted_strength(o.replace(sparsity=sparsity + step)) < predicted_strength(o)
     assert predicted_strength(o.replace(beta=beta + step)) > predicted_strength(o)
     assert predicted_strength(o.replace(layer_rate=min(1.0, rate + step))) > predicted_strength(o)
     assert predicted_strength(o.replace(selection="all")) > predicted_strength(o)
+
+
+def test_a_reference_equal_to_the_aligned_model_predicts_no_strength():
+    # official: both LoRA factors × 2β, so β = 0.5 transplants the aligned values themselves
+    assert predicted_strength(RealignOptions(beta=0.5)) == 0.0
+    assert predicted_strength(RealignOptions(beta=0.4)) > 0.0, "a weaker reference moves entries too"
+    assert predicted_strength(RealignOptions(beta=0.6)) < predicted_strength(RealignOptions(beta=0.9))
 
 
 def test_measured_strength_rises_along_the_primary_rungs(tiny_adapters, tmp_path):
