@@ -90,9 +90,9 @@ def predicted_strength(options: RealignOptions) -> float:
     """|amplification − 1| × √(kept fraction × expected module fraction) (0 for the SafeLoRA methods).
 
     A transplanted entry moves by about (amplification − 1) × its aligned value, and the Frobenius norm
-    of the change grows with the square root of the entries moved; on the demo model this orders the
-    measured relative change of 19 configurations (β 0.6–1.3, sparsity 0.5–0.9, half or all modules)
-    without an inversion (docs/calibration.md). β = 0.5 in the official variant predicts 0: the
+    of the change grows with the square root of the entries moved; on the demo model its Spearman
+    correlation with the measured relative change is 0.98 over 13 configurations (β 0.6–1.3, sparsity
+    0.5–0.9, half or all modules; docs/calibration.md). β = 0.5 in the official variant predicts 0: the
     reference is the aligned model, and only the fine-tune's own drift on those entries is undone.
     """
     if options.method != "nlsr":
