@@ -60,9 +60,7 @@ def test_a_permissive_gate_passes_the_lightest_rung_confirmed_by_the_full_gate(t
     section = report["calibration"]
     assert section["passed"] is True and section["chosen"] == 1 and len(section["attempts"]) == 1
     attempt = section["attempts"][0]
-    assert (
-        attempt["rung"] == "sp0.9-mod0.25-b0.9" and report["sparsity"] == 0.9 and report["layer_rate"] == 0.25
-    )
+    assert attempt["rung"] == "sp0.6-modall-b0.6" and report["sparsity"] == 0.6 and report["beta"] == 0.6
     assert attempt["quick"]["passed"] and attempt["full"]["passed"], (
         "a quick pass is confirmed by the full gate"
     )
@@ -97,8 +95,9 @@ def test_a_gate_nothing_passes_rejects_after_max_attempts_and_keeps_the_closest(
     assert section["attempts"][2]["rung"] == "sp0.8-modall-b0.9", "the configured options, as the fallback"
     assert all(a["full"] is None for a in section["attempts"]), "quick == full gate: no confirmation"
     assert "no passing configuration in 3 attempt(s)" in section["rejection"]
-    assert "Rejected:" in result.output and "#1 sp0.9-mod0.25-b0.9" in result.output
-    assert "#2 sp0.9-mod0.5-b0.9" in section["rejection"], "no seed variant after a wide miss"
+    assert "Rejected:" in result.output and "#1 sp0.6-modall-b0.6" in result.output
+    assert "#2 sp0.9-mod0.25-b0.9" in section["rejection"]
+    assert "-seed" not in section["rejection"], "no seed variant after a wide miss"
     attempts = tmp_path / "out.calibration"
     assert sum((attempts / f"attempt-0{n}" / "model").exists() for n in (1, 2, 3)) == 0, (
         "the closest attempt was moved to the output, the others deleted"

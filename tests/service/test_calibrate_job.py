@@ -46,30 +46,26 @@ def test_a_job_calibrates_by_default_and_records_every_attempt(
     report = json.loads((job_dir / "realigned" / "nlsr_report.json").read_text())
     section = report["calibration"]
     assert section["passed"] and section["chosen"] == 1 and len(section["attempts"]) == 1
-    # the defaults patch every module; the lightest rung draws a quarter of them (official draw)
-    assert section["chosen_options"] == {"selection": "official", "sparsity": 0.9, "layer_rate": 0.25}
-    assert report["sparsity"] == 0.9 and report["scorer"] == "magnitude"
+    # the lightest rung keeps the defaults' module choice (all) and moves more entries, more gently
+    assert section["chosen_options"] == {"sparsity": 0.6, "beta": 0.6}
+    assert report["sparsity"] == 0.6 and report["beta"] == 0.6 and report["scorer"] == "magnitude"
     gate_metrics = json.loads((job_dir / "gates" / "realigned" / "metrics.json").read_text())["metrics"]
     assert gate_metrics == section["attempts"][0]["quick"]["metrics"], "the job reused the calibration gate"
     tags = client.get_version(model_name, outcome.realigned_version).tags
     assert tags["nlsr.calibration.attempts"] == "1" and tags["nlsr.calibration.passed"] == "true"
-    assert json.loads(tags["nlsr.calibration.chosen"]) == {
-        "layer_rate": 0.25,
-        "selection": "official",
-        "sparsity": 0.9,
-    }
-    assert tags["nlsr.calibration.rung"] == "sp0.9-mod0.25-b0.9"
+    assert json.loads(tags["nlsr.calibration.chosen"]) == {"beta": 0.6, "sparsity": 0.6}
+    assert tags["nlsr.calibration.rung"] == "sp0.6-modall-b0.6"
     events = [e.event for e in svc.store.audit_trail(model_name, version)]
     assert events.count("calibration_attempt") == 1 and "calibrated" in events
     assert events.index("calibrated") < events.index("promoted")
     attempt_event = next(
         e for e in svc.store.audit_trail(model_name, version) if e.event == "calibration_attempt"
     )
-    assert attempt_event.decision == "passed" and attempt_event.inputs["rung"] == "sp0.9-mod0.25-b0.9"
+    assert attempt_event.decision == "passed" and attempt_event.inputs["rung"] == "sp0.6-modall-b0.6"
     children = _child_runs(client, f"nlsr-gates-{model_name}-v{version}")
     assert len(children) == 1
     child = children[0]
-    assert child.data.tags["nlsr.calibration.chosen"] == "true" and child.data.params["sparsity"] == "0.9"
+    assert child.data.tags["nlsr.calibration.chosen"] == "true" and child.data.params["sparsity"] == "0.6"
     assert child.data.metrics["quick.asr"] == pytest.approx(gate_metrics["asr"])
     assert child.data.metrics["strength.relative_change"] > 0
 
