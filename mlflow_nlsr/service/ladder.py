@@ -8,8 +8,9 @@ patched. Too small does nothing; too large garbles the model or makes it over-re
     predicted = |amplification(variant, beta) − 1| × √((1 − sparsity) × expected module fraction)
 
 so "least invasive" is a number (a transplanted entry moves by about (amplification − 1) × its aligned
-value; the Frobenius norm of the change grows with the square root of the entries moved). The measured strength of every attempt (``report["strength"]``: entries
-changed and the relative Frobenius change of the update) is recorded next to it. Rungs whose module
+value; the Frobenius norm of the change grows with the square root of the entries moved). The
+measured strength of every attempt (``report["strength"]``: entries changed and the relative Frobenius
+change of the update) is recorded next to it. Rungs whose module
 choice is a Bernoulli draw get seed variants, tried only after a near miss (see calibrate.py). A seed
 variant changes only ``selection_seed``: the same safety-critical neurons, another draw of modules, so
 its realignment reuses the primary's ActSVD pass (pipeline.lora.ProjectionCache).
