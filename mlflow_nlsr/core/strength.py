@@ -1,7 +1,8 @@
 """Patch strength: how much a realignment changed the fine-tuned update (for auto-calibration).
 
-feasibility.md "What mattered" #1: the effect is governed by the patch magnitude (amplification × kept
-fraction × modules patched). ``PatchStrength`` measures it deterministically: the number of entries
+feasibility.md "What mattered" #1: the effect is governed by the patch magnitude (how far the entries
+move and how many of them: amplification, kept fraction, modules patched). ``PatchStrength`` measures
+it deterministically: the number of entries
 changed and ‖ΔW_new − ΔW_t‖_F / ‖ΔW_t‖_F over all modules (root of summed squares).
 """
 

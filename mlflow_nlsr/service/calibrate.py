@@ -220,7 +220,8 @@ class CalibrationResult:
             },
             "budget": {**self.budget.to_dict(), "elapsed_s": round(self.elapsed_s, 3)},
             "ladder": [r.to_dict() for r in self.ladder],
-            "strength_measure": "predicted = amplification x (1 - sparsity) x expected module fraction; "
+            "strength_measure": "predicted = |amplification - 1| x sqrt((1 - sparsity) x expected module "
+            "fraction); "
             "measured = report strength (entries changed, relative Frobenius change of the update)",
         }
 
