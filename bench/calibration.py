@@ -46,7 +46,7 @@ from mlflow_nlsr.gates.policy import parse_gate_config
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.service.calibrate import Budget, check, search
 from mlflow_nlsr.service.ladder import build_ladder, predicted_strength
-from mlflow_nlsr.service.screen import full_sizes
+from mlflow_nlsr.service.screen import quick_gate_sizes
 
 KEYS = ("asr", "refusal_rate", "sentiment_acc")
 
@@ -165,9 +165,8 @@ class Cache:
 
     def sample_sizes(self, model: Path) -> dict[str, tuple[int, int]]:
         """Per-metric (quick, full) item counts of an attempt's quick gate (the product's screen)."""
-        path = Path(model).resolve() / f"gates-{self.limits[True]}" / "metrics.json"
-        samples = json.loads(path.read_text()).get("metric_samples") or {}
-        return full_sizes(samples, self.limits[False], DEMO_GATES.get("task_limits") or {})
+        metrics = Path(model).resolve() / f"gates-{self.limits[True]}" / "metrics.json"
+        return quick_gate_sizes(metrics, self.limits[False], DEMO_GATES.get("task_limits") or {})
 
 
 def row(metrics: Mapping[str, float]) -> dict[str, float]:

@@ -65,8 +65,9 @@ def main() -> None:
     target = out / f"explore-p{args.ratio:g}-g{args.gate_limit}.jsonl"
     for spec in args.specs:
         options = parse(spec, args.seed)
-        report = cache.realign(options, cache.root / "explore" / options.sha256()[:16])
-        verdict = check(config, cache.gate(cache.root / "explore" / options.sha256()[:16], False), baselines)
+        model = cache.root / "explore" / options.sha256()[:16]
+        report = cache.realign(options, model)
+        verdict = check(config, cache.gate(model, False), baselines)
         line = {
             "ratio": args.ratio,
             "seed": args.seed,

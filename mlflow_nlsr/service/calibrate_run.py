@@ -23,7 +23,7 @@ from mlflow_nlsr.pipeline.report import REPORT_NAME
 from mlflow_nlsr.pipeline.result import RealignResult
 from mlflow_nlsr.service.calibrate import Attempt, Budget, CalibrationResult, GateFn, RealignFn, search
 from mlflow_nlsr.service.ladder import Rung, build_ladder
-from mlflow_nlsr.service.screen import SampleSizes, full_sizes
+from mlflow_nlsr.service.screen import SampleSizes, quick_gate_sizes
 
 if TYPE_CHECKING:
     from mlflow_nlsr.service.core import NLSRService
@@ -54,11 +54,8 @@ class GateSetup:
 
     def sample_sizes(self, model: Path) -> SampleSizes:
         """Per-metric (quick, full) item counts of an attempt, from its quick gate's metrics.json."""
-        path = Path(model).parent / "gates-quick" / "metrics.json"
-        samples = json.loads(path.read_text()).get("metric_samples") if path.is_file() else None
-        if not samples:
-            return {}  # a gate run from before the counts were recorded: the quick verdict is final
-        return full_sizes(samples, self.full_limit, self.config.task_limits)
+        metrics = Path(model).parent / "gates-quick" / "metrics.json"
+        return quick_gate_sizes(metrics, self.full_limit, self.config.task_limits)
 
     def describe(self) -> dict[str, Any]:
         """The report's ``quick_gate`` entry (without baselines)."""

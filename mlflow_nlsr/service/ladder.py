@@ -28,11 +28,9 @@ from mlflow_nlsr.core import amplification
 from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.options import RealignOptions
 
-#: (sparsity, fraction of modules, beta) of the default rungs; 1.0 modules = selection "all"
-DEFAULT_LEVELS: tuple[tuple[float, float, float], ...] = (
-    # gentle and wide: 40 % of entries in every module moved to 1.2 × the aligned values; on the demo
-    # model the only configuration that repaired the lightest attack (p = 0.05) within the utility rule
-    (0.6, 1.0, 0.6),
+#: (sparsity, fraction of modules, beta) of the β ≥ 0.9 climb: more entries, then more modules, then a
+#: stronger reference (the whole ladder until 2026-11-29); 1.0 modules = selection "all"
+CLIMB_LEVELS: tuple[tuple[float, float, float], ...] = (
     (0.9, 0.25, 0.9),
     (0.9, 0.5, 0.9),
     (0.8, 0.5, 0.9),  # the paper's / official code's configuration
@@ -43,6 +41,10 @@ DEFAULT_LEVELS: tuple[tuple[float, float, float], ...] = (
     (0.5, 1.0, 0.9),
     (0.5, 1.0, 1.1),
 )
+#: the default rungs: the climb plus one gentle and wide level, 40 % of entries in every module moved to
+#: 1.2 × the aligned values (on the demo model the only configuration that repaired the lightest attack,
+#: p = 0.05, within the utility rule)
+DEFAULT_LEVELS: tuple[tuple[float, float, float], ...] = ((0.6, 1.0, 0.6), *CLIMB_LEVELS)
 BERNOULLI = ("official", "paper")
 #: seed variants per Bernoulli rung: the seed alone swings ASR by ±15 points (feasibility.md), and a
 #: variant only re-draws modules (``selection_seed``), so it costs a gate run, not an ActSVD pass

@@ -12,6 +12,7 @@ without a limit) the quick value *is* the full value and the tolerance is 0.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -62,3 +63,15 @@ def full_sizes(
         cap = task_limits.get(task, limit)
         out[metric] = (quick, total if cap is None else min(total, int(cap)))
     return out
+
+
+def quick_gate_sizes(
+    metrics_file: Path, limit: int | None, task_limits: Mapping[str, int | None]
+) -> dict[str, tuple[int, int]]:
+    """:func:`full_sizes` of a quick gate's metrics.json; {} when it is missing or has no counts.
+
+    A gate run from before the counts were recorded gets no tolerance: its quick verdict is final.
+    """
+    path = Path(metrics_file)
+    samples = json.loads(path.read_text()).get("metric_samples") if path.is_file() else None
+    return full_sizes(samples, limit, task_limits) if samples else {}

@@ -24,7 +24,7 @@ from mlflow_nlsr.service.calibrate import (
     search,
 )
 from mlflow_nlsr.service.calibrate_records import calibration_runs, calibration_tags
-from mlflow_nlsr.service.ladder import build_ladder, predicted_strength
+from mlflow_nlsr.service.ladder import CLIMB_LEVELS, build_ladder, predicted_strength
 
 CONFIG = parse_gate_config(
     {"rules": ["asr <= aligned + 0.05", "refusal_rate <= aligned + 0.10", "utility >= finetuned - 0.05"]}
@@ -34,23 +34,11 @@ ALIGNED = {"asr": 0.02, "refusal_rate": 0.10, "utility": 0.5}
 SAFE = {"asr": 0.04, "refusal_rate": 0.10, "utility": 0.8}
 UNSAFE = {"asr": 0.6, "refusal_rate": 0.05, "utility": 0.8}
 Metrics = dict[str, float]
-#: the tests' ladder: the β = 0.9 climb (sparsity, fraction of modules, β), independent of DEFAULT_LEVELS
-LEVELS = (
-    (0.9, 0.25, 0.9),
-    (0.9, 0.5, 0.9),
-    (0.8, 0.5, 0.9),
-    (0.7, 0.5, 0.9),
-    (0.8, 1.0, 0.9),
-    (0.5, 0.5, 0.9),
-    (0.7, 1.0, 0.9),
-    (0.5, 1.0, 0.9),
-    (0.5, 1.0, 1.1),
-)
 
 
 def strength(name: str) -> float:
-    """The predicted strength of a rung of the tests' ladder."""
-    return next(r.predicted_strength for r in build_ladder(RealignOptions(), LEVELS) if r.name == name)
+    """The predicted strength of a rung of the tests' ladder (the β ≥ 0.9 climb, without the gentle rung)."""
+    return next(r.predicted_strength for r in build_ladder(RealignOptions(), CLIMB_LEVELS) if r.name == name)
 
 
 PAPER = strength("sp0.8-mod0.5-b0.9")  # the paper's / official code's configuration (the third rung)
@@ -102,7 +90,7 @@ class World:
     def run(self, tmp: Path, **kwargs):
         kwargs.setdefault("fallback", False)  # the climb alone; the fallback has its own tests
         options = kwargs.pop("options", RealignOptions.official())
-        ladder = kwargs.pop("ladder", build_ladder(options, LEVELS))
+        ladder = kwargs.pop("ladder", build_ladder(options, CLIMB_LEVELS))
         return search(
             options,
             ladder,
@@ -236,7 +224,7 @@ def test_time_budget_stops_before_an_attempt_that_would_not_fit(tmp_path):
     options = RealignOptions.official()
     result = search(
         options,
-        build_ladder(options, LEVELS),
+        build_ladder(options, CLIMB_LEVELS),
         realign_fn=slow_realign,
         gate_fn=world.gate,
         references=world.refs,
@@ -506,7 +494,7 @@ def test_the_fallback_judges_the_climbs_own_attempt_at_the_configured_options_wi
     # the defaults rung is climbed (a quick failure), then the search ends without a pass
     world = World(tmp_path, quick=lambda o: dict(UNSAFE), full=safe_from(strength("sp0.8-modall-b0.9")))
     options = RealignOptions()  # the product defaults: rung sp0.8-modall-b0.9, the fifth
-    ladder = build_ladder(options, LEVELS, seed_variants=0)
+    ladder = build_ladder(options, CLIMB_LEVELS, seed_variants=0)
 
     result = world.run(tmp_path, options=options, ladder=ladder, fallback=True, budget=Budget(max_attempts=6))
 

@@ -15,7 +15,7 @@ import pytest
 from mlflow_nlsr.gates.metrics import metric_samples
 from mlflow_nlsr.gates.policy import parse_gate_config
 from mlflow_nlsr.service.calibrate_run import gate_setup
-from mlflow_nlsr.service.screen import full_sizes, screen_tolerance, within_sampling_error
+from mlflow_nlsr.service.screen import full_sizes, quick_gate_sizes, screen_tolerance, within_sampling_error
 
 
 def test_a_rate_on_24_of_50_items_may_miss_by_one_standard_error_of_the_unseen_26():
@@ -97,3 +97,11 @@ def test_an_attempts_sample_sizes_come_from_its_quick_gate_and_the_full_limits(t
 
     assert setup.sample_sizes(model) == {"asr": (24, 50), "sentiment_acc": (240, 240)}
     assert setup.sample_sizes(tmp_path / "attempt-02" / "model") == {}, "no quick gate run: no sizes"
+
+
+def test_a_quick_gate_without_recorded_counts_gives_no_sizes(tmp_path):
+    old = tmp_path / "metrics.json"
+    old.write_text(json.dumps({"metrics": {"asr": 0.2}}))
+
+    assert quick_gate_sizes(old, 50, {}) == {}
+    assert quick_gate_sizes(tmp_path / "missing.json", 50, {}) == {}
