@@ -39,14 +39,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from mlflow_nlsr.calibration.ladder import build_ladder, predicted_strength
+from mlflow_nlsr.calibration.screen import quick_gate_sizes
+from mlflow_nlsr.calibration.search import Budget, check, search
 from mlflow_nlsr.demo.job import DEMO_GATES
 from mlflow_nlsr.demo.model import is_complete
 from mlflow_nlsr.demo.stages import DemoSettings, stage_attack, stage_compliant_answers, stage_info
 from mlflow_nlsr.gates.policy import parse_gate_config
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.service.calibrate import Budget, check, search
-from mlflow_nlsr.service.ladder import build_ladder, predicted_strength
-from mlflow_nlsr.service.screen import quick_gate_sizes
 
 KEYS = ("asr", "refusal_rate", "sentiment_acc")
 

@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import calibration as bench  # noqa: E402  (bench/ is not a package)
 
+from mlflow_nlsr.calibration.search import check  # noqa: E402
 from mlflow_nlsr.demo.job import DEMO_GATES  # noqa: E402
 from mlflow_nlsr.demo.stages import DemoSettings  # noqa: E402
 from mlflow_nlsr.gates.policy import parse_gate_config  # noqa: E402
 from mlflow_nlsr.options import RealignOptions  # noqa: E402
-from mlflow_nlsr.service.calibrate import check  # noqa: E402
 
 
 def candidates(case: dict[str, Any], max_asr: float, most: int) -> list[dict[str, Any]]:

@@ -20,12 +20,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import calibration as bench  # noqa: E402  (bench/ is not a package)
 
+from mlflow_nlsr.calibration.ladder import predicted_strength  # noqa: E402
+from mlflow_nlsr.calibration.search import check  # noqa: E402
 from mlflow_nlsr.demo.job import DEMO_GATES  # noqa: E402
 from mlflow_nlsr.demo.stages import DemoSettings  # noqa: E402
 from mlflow_nlsr.gates.policy import parse_gate_config  # noqa: E402
 from mlflow_nlsr.options import RealignOptions  # noqa: E402
-from mlflow_nlsr.service.calibrate import check  # noqa: E402
-from mlflow_nlsr.service.ladder import predicted_strength  # noqa: E402
 
 _SPEC = re.compile(r"^sp(?P<sp>[\d.]+)-mod(?P<mod>all|[\d.]+)-b(?P<beta>[\d.]+)(?:-draw(?P<draw>\d+))?$")
 

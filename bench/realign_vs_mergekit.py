@@ -173,7 +173,7 @@ def run_mergekit(exe: Path, models: dict[str, Path], out: Path, log: Path, shard
 def baseline_rss(log: Path) -> dict[str, object]:
     """Peak RSS of a process that only imports what our realign imports (interpreter + torch baseline)."""
     code = ("import torch, safetensors, transformers, matplotlib.pyplot, mlflow_nlsr.pipeline.full, "
-            "mlflow_nlsr.pipeline.full_report, mlflow_nlsr.cli.realign")
+            "mlflow_nlsr.pipeline.full.report, mlflow_nlsr.cli.realign")
     return measure([sys.executable, "-c", code], log)
 
 

@@ -28,8 +28,8 @@ def run_calibration(
     as_json: bool,
 ) -> None:
     """Calibrate, write the chosen realignment to `output`; exit 1 (output kept) when nothing passed."""
-    from mlflow_nlsr.service.calibrate import Attempt, Budget
-    from mlflow_nlsr.service.calibrate_run import calibrate_realign
+    from mlflow_nlsr.calibration.search import Attempt, Budget
+    from mlflow_nlsr.service.calibration_job import calibrate_realign
 
     def show(attempt: Attempt) -> None:
         click.echo(f"calibration {attempt.summary()} [{attempt.seconds:.0f}s]", err=True)

@@ -30,7 +30,7 @@ def parse_baselines(values: tuple[str, ...]) -> dict[str, dict[str, float]]:
 
 
 def _print_suites(as_json: bool) -> None:
-    from mlflow_nlsr.gates.registry import list_suites
+    from mlflow_nlsr.gates.catalog import list_suites
 
     suites = list_suites()
     if as_json:
@@ -129,8 +129,8 @@ def gate(
         raise ConfigError("--model and --output are required (or use --list-suites)")
     if not overwrite and any((output_dir / f).exists() for f in OUTPUT_FILES):
         raise OutputExistsError(f"{output_dir} already holds gate outputs; pass --overwrite to replace them")
+    from mlflow_nlsr.gates.catalog import DEFAULT_SUITES
     from mlflow_nlsr.gates.policy import load_gate_config
-    from mlflow_nlsr.gates.registry import DEFAULT_SUITES
     from mlflow_nlsr.gates.report import VERDICT_FILE, write_json
 
     baselines = parse_baselines(baseline_args)

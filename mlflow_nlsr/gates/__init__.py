@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlflow_nlsr.gates.catalog import DEFAULT_SUITES, SUITES, list_suites
 from mlflow_nlsr.gates.policy import (
     GateConfig,
     GateReason,
@@ -17,7 +18,6 @@ from mlflow_nlsr.gates.policy import (
     parse_gate_config,
     parse_rule,
 )
-from mlflow_nlsr.gates.registry import DEFAULT_SUITES, SUITES, list_suites
 
 __all__ = [
     "DEFAULT_SUITES",

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mlflow_nlsr.errors import GateError
-from mlflow_nlsr.gates.registry import SHIPPED_TASKS
+from mlflow_nlsr.gates.catalog import SHIPPED_TASKS
 
 _SKIP_KEYS = {"name", "alias", "sample_len", "sample_count", " "}
 _BY_CATEGORY = "_by_category"

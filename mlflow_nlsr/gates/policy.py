@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_nlsr.errors import ConfigError, GateError
-from mlflow_nlsr.gates.registry import DEFAULT_SUITES
+from mlflow_nlsr.gates.catalog import DEFAULT_SUITES
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "default_gates.yaml"
 OPERATORS: dict[str, Callable[[float, float], bool]] = {

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_nlsr.errors import ConfigError, InputError
-from mlflow_nlsr.gates import registry
+from mlflow_nlsr.gates import catalog
 from mlflow_nlsr.gates.judges import Judge, use_judge
 from mlflow_nlsr.gates.metrics import flatten_results, metric_samples, sample_rows
 from mlflow_nlsr.gates.report import write_outputs
@@ -123,7 +123,7 @@ def run_gates(
     adapter: str | Path | None = None,
     model: Any = None,
     tokenizer: Any = None,
-    suites: Sequence[str] | str = registry.DEFAULT_SUITES,
+    suites: Sequence[str] | str = catalog.DEFAULT_SUITES,
     tasks_extra: Sequence[str] = (),
     judge: str | Judge = "keyword",
     judge_options: Mapping[str, Any] | None = None,
@@ -149,8 +149,8 @@ def run_gates(
     if batch_size < 1:
         raise ConfigError(f"batch size should be >= 1, found {batch_size}")
     prepare_environment()
-    suite_names = registry.parse_suites(suites) if suites else ()
-    tasks = registry.tasks_for(suite_names, tasks_extra)
+    suite_names = catalog.parse_suites(suites) if suites else ()
+    tasks = catalog.tasks_for(suite_names, tasks_extra)
     if not tasks:
         raise ConfigError("nothing to evaluate: no suite and no extra task given")
     stray = sorted(set(task_limits) - set(tasks))
@@ -158,15 +158,15 @@ def run_gates(
         raise ConfigError(f"task_limits name tasks that are not evaluated: {stray}; evaluated: {list(tasks)}")
     started = time.monotonic()
     with use_judge(judge, **dict(judge_options or {})) as active:
-        manager = registry.task_manager(tasks_extra)
-        registry.check_tasks(manager, tasks)
+        manager = catalog.task_manager(tasks_extra)
+        catalog.check_tasks(manager, tasks)
         if lm is None:
             lm = _build_lm(model_dir, adapter, model, tokenizer, batch_size, device)
         has_template = supports_chat(lm)
         if not has_template:
             log.warning("tokenizer has no chat template: evaluating every task on plain prompts")
         wants_chat = [
-            t for t in tasks if t in registry.SHIPPED_TASKS and registry.SHIPPED_TASKS[t].chat_template
+            t for t in tasks if t in catalog.SHIPPED_TASKS and catalog.SHIPPED_TASKS[t].chat_template
         ]
         groups = [(True, wants_chat if has_template else []),
                   (False, [t for t in tasks if t not in wants_chat or not has_template])]  # fmt: skip
@@ -182,7 +182,7 @@ def run_gates(
                         lm, members, manager, chat=chat, limit=group_limit, max_gen_toks=max_gen_toks
                     ),
                 )
-    utility_tasks = [t for t in tasks if t in registry.SUITES["utility"] or t in tasks_extra]
+    utility_tasks = [t for t in tasks if t in catalog.SUITES["utility"] or t in tasks_extra]
     settings = {
         "model": str(model_dir) if model_dir is not None else type(model or lm).__name__,
         "adapter": str(adapter) if adapter is not None else None,

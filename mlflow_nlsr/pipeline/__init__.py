@@ -1,16 +1,13 @@
-"""Realignment pipelines: LoRA adapters (lora.py) and, where installed, full weights (full.py).
+"""Realignment pipelines: LoRA adapters (lora.py) and full weights (the full/ subpackage).
 
 ``realign`` is the one entry point; it dispatches on ``options.mode``.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from pathlib import Path
 from typing import Any
 
-from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline.result import RealignResult
 
@@ -43,11 +40,7 @@ def realign(
         from mlflow_nlsr.pipeline.lora import realign_lora
 
         return realign_lora(base, aligned, finetuned, output, options, **kwargs)
-    if importlib.util.find_spec("mlflow_nlsr.pipeline.full") is None:
-        raise ConfigError(
-            "full-weight mode is not available in this installation; the aligned and fine-tuned inputs "
-            "must be PEFT LoRA adapter dirs (with adapter_config.json), or pass --mode lora"
-        )
+    from mlflow_nlsr.pipeline.full import realign_full
+
     kwargs.pop("projection_cache", None)  # LoRA mode only: full mode streams its own projections
-    full = importlib.import_module("mlflow_nlsr.pipeline.full")
-    return full.realign_full(base, aligned, finetuned, output, options, **kwargs)  # type: ignore[no-any-return]
+    return realign_full(base, aligned, finetuned, output, options, **kwargs)

@@ -19,7 +19,7 @@ from torch import nn
 
 from mlflow_nlsr import core
 from mlflow_nlsr.errors import CalibrationError, InputError
-from mlflow_nlsr.pipeline.calibration import IGNORE_INDEX, CalibrationSample
+from mlflow_nlsr.pipeline.actsvd_data import IGNORE_INDEX, CalibrationSample
 
 
 class _StopForward(Exception):

@@ -21,7 +21,7 @@ from mlflow_nlsr.io import (
 )
 from mlflow_nlsr.io.adapters import LoraAdapter, key_a, key_b
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.pipeline import calibration as calib
+from mlflow_nlsr.pipeline import actsvd_data as calib
 from mlflow_nlsr.pipeline.activations import actsvd_projections, make_batches
 from mlflow_nlsr.pipeline.methods import factor_masks, reference_factors, run_nlsr, run_safelora
 from mlflow_nlsr.pipeline.models import load_adapted_model, load_tokenizer, module_order, resolve_device

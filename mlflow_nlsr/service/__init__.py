@@ -1,7 +1,7 @@
 """The one orchestrator: an idempotent, resumable ``process_version(name, version)``.
 
 Every trigger (webhook receiver, ``mlflow server --app-name nlsr``, the poller, ``mlflow nlsr run``)
-ends in :class:`NLSRService`. See :mod:`mlflow_nlsr.service.core` for the job's steps. Names are
+ends in :class:`NLSRService`. See :mod:`mlflow_nlsr.service.orchestrator` for the job's steps. Names are
 loaded lazily: the webhook receiver and the app plugin import only :mod:`.intake` and stay free of
 torch and lm-eval.
 """
@@ -12,7 +12,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "NLSRService": "core",
+    "NLSRService": "orchestrator",
     "LeaseLost": "heartbeat",
     "Outcome": "settings",
     "Settings": "settings",

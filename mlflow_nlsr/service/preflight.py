@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlflow_nlsr.errors import GateError
+from mlflow_nlsr.gates.catalog import parse_suites
 from mlflow_nlsr.gates.policy import load_gate_config
-from mlflow_nlsr.gates.registry import parse_suites
 from mlflow_nlsr.io import check_compatible, check_continuation, read_adapter
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline import resolve_mode

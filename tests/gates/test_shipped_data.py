@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from mlflow_nlsr.gates.registry import SHIPPED_TASKS, list_suites
+from mlflow_nlsr.gates.catalog import SHIPPED_TASKS, list_suites
 from mlflow_nlsr.gates.suites import SUITES_DIR, utils
 
 MINIMUM = {"harmful.jsonl": 200, "overrefusal.jsonl": 100, "sentiment.jsonl": 200,

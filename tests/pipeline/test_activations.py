@@ -19,7 +19,7 @@ from mlflow_nlsr.pipeline.activations import (
     make_batches,
     run_block,
 )
-from mlflow_nlsr.pipeline.calibration import encode_pairs, load_pairs
+from mlflow_nlsr.pipeline.actsvd_data import encode_pairs, load_pairs
 from mlflow_nlsr.pipeline.models import load_adapted_model, load_tokenizer
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mlflow_nlsr.errors import CalibrationError, InputError
-from mlflow_nlsr.pipeline import calibration as calib
+from mlflow_nlsr.pipeline import actsvd_data as calib
 from tests import factories
 
 

@@ -16,10 +16,10 @@ from safetensors.torch import load_file
 
 from mlflow_nlsr import core
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.pipeline.full import realign_full
-from mlflow_nlsr.pipeline.full_activations import capture_grams
-from mlflow_nlsr.pipeline.full_inputs import is_linear_weight, open_sources
-from mlflow_nlsr.pipeline.full_scoring import kept_rank_for
+from mlflow_nlsr.pipeline.full.activations import capture_grams
+from mlflow_nlsr.pipeline.full.inputs import is_linear_weight, open_sources
+from mlflow_nlsr.pipeline.full.realign import realign_full
+from mlflow_nlsr.pipeline.full.scoring import kept_rank_for
 from tests.pipeline.test_full_realign import load_all, make_triplet
 
 PAIRS = [

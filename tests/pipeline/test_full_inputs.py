@@ -17,8 +17,8 @@ from safetensors.torch import load_file, save_file
 
 from mlflow_nlsr.errors import CorruptCheckpointError, IncompatibleModelsError, InputError
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.pipeline.full import realign_full
-from mlflow_nlsr.pipeline.full_inputs import AdapterSource, CheckpointSource, is_linear_weight, open_sources
+from mlflow_nlsr.pipeline.full.inputs import AdapterSource, CheckpointSource, is_linear_weight, open_sources
+from mlflow_nlsr.pipeline.full.realign import realign_full
 from tests import factories
 from tests.pipeline.test_full_realign import AUX, load_all, make_triplet
 

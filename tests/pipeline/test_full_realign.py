@@ -20,8 +20,8 @@ from mlflow_nlsr import core
 from mlflow_nlsr.io import Entry, LazyCheckpoint, ShardedWriter, dtype_name, sha256_file
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline import realign
-from mlflow_nlsr.pipeline.full import realign_full
-from mlflow_nlsr.pipeline.full_inputs import is_linear_weight, natural_key
+from mlflow_nlsr.pipeline.full.inputs import is_linear_weight, natural_key
+from mlflow_nlsr.pipeline.full.realign import realign_full
 from tests import factories
 
 SHARD = 50_000

@@ -12,7 +12,7 @@ import torch
 from mlflow_nlsr import core
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline import full_scoring
-from mlflow_nlsr.pipeline.full_scoring import lowrank_scores, masked_cosine, matrix_top_mask, module_mask
+from mlflow_nlsr.pipeline.full.scoring import lowrank_scores, masked_cosine, matrix_top_mask, module_mask
 
 
 @pytest.mark.parametrize("shape", [(37, 23), (400, 400)])
@@ -62,7 +62,7 @@ def test_actsvd_mask_needs_a_gram_matrix():
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_kth_smallest_equals_the_sorted_value_on_large_and_skewed_inputs(seed):
-    from mlflow_nlsr.pipeline.full_scoring import kth_smallest
+    from mlflow_nlsr.pipeline.full.scoring import kth_smallest
 
     gen = torch.Generator().manual_seed(seed)
     flat = torch.randn(300_000, generator=gen).abs()

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from mlflow_nlsr.errors import ConfigError
-from mlflow_nlsr.gates.policy import parse_gate_config
-from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.service.calibrate import (
+from mlflow_nlsr.calibration.ladder import CLIMB_LEVELS, build_ladder, predicted_strength
+from mlflow_nlsr.calibration.records import calibration_runs, calibration_tags
+from mlflow_nlsr.calibration.search import (
     Budget,
     best_failing,
     check,
     search,
 )
-from mlflow_nlsr.service.calibrate_records import calibration_runs, calibration_tags
-from mlflow_nlsr.service.ladder import CLIMB_LEVELS, build_ladder, predicted_strength
+from mlflow_nlsr.errors import ConfigError
+from mlflow_nlsr.gates.policy import parse_gate_config
+from mlflow_nlsr.options import RealignOptions
 
 CONFIG = parse_gate_config(
     {"rules": ["asr <= aligned + 0.05", "refusal_rate <= aligned + 0.10", "utility >= finetuned - 0.05"]}
@@ -385,7 +385,7 @@ def test_invalid_budgets_are_config_errors(kwargs):
 
 
 def test_install_moves_the_chosen_model_keeps_actsvd_provenance_and_drops_the_other_models(tmp_path):
-    from mlflow_nlsr.service.calibrate_run import install
+    from mlflow_nlsr.service.calibration_job import install
 
     world = World(tmp_path, safe_from(PAPER))
     plain_realign = world.realign

@@ -12,15 +12,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlflow_nlsr.errors import ConfigError
-from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.service.ladder import (
+from mlflow_nlsr.calibration.ladder import (
     DEFAULT_LEVELS,
     build_ladder,
     expected_fraction,
     option_diff,
     predicted_strength,
 )
+from mlflow_nlsr.errors import ConfigError
+from mlflow_nlsr.options import RealignOptions
 
 
 def test_ladder_is_sorted_by_predicted_strength_and_deterministic():

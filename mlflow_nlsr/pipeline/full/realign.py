@@ -40,7 +40,7 @@ from mlflow_nlsr.io.safetensors_io import SafetensorsReader
 from mlflow_nlsr.io.sharded_writer import Entry, SafetensorsWriter, ShardedWriter, parse_size
 from mlflow_nlsr.io.spill import ValueSpill
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.pipeline.full_inputs import (
+from mlflow_nlsr.pipeline.full.inputs import (
     CheckpointSource,
     Source,
     is_linear_weight,
@@ -48,7 +48,7 @@ from mlflow_nlsr.pipeline.full_inputs import (
     open_sources,
     validate_sources,
 )
-from mlflow_nlsr.pipeline.full_scoring import RANK_CAP, cosine_at, module_mask
+from mlflow_nlsr.pipeline.full.scoring import RANK_CAP, cosine_at, module_mask
 from mlflow_nlsr.pipeline.models import resolve_device
 from mlflow_nlsr.pipeline.result import RealignResult
 
@@ -220,7 +220,7 @@ def run_full(sources: tuple[Source, Source, Source], work_dir: Path, options: Re
     work.mkdir()
     gram_file, calibration = None, None
     if options.scorer == "actsvd":
-        from mlflow_nlsr.pipeline.full_activations import capture_grams
+        from mlflow_nlsr.pipeline.full.activations import capture_grams
 
         path, alias, calibration = capture_grams(w0.path, _aux_source(wt, w0), w0, wa, set(linear), options,
                                                  work, device)
@@ -253,7 +253,7 @@ def realign_full(base: str | Path, aligned: str | Path, finetuned: str | Path, o
     Every input check runs before anything is written; the output is built in a temp dir renamed into
     place at the end (nothing is left on failure). Returns the output path and the report.
     """
-    from mlflow_nlsr.pipeline.full_report import (
+    from mlflow_nlsr.pipeline.full.report import (
         build_full_report,
         draw_plot,
         weights_sha256,

@@ -9,7 +9,7 @@ from typing import Any
 from mlflow_nlsr.core import amplification, combine_strength, kept_rank
 from mlflow_nlsr.core.selection import ModuleSelection
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.pipeline.full import FullRun, ModuleStats, iter_patched
+from mlflow_nlsr.pipeline.full.realign import FullRun, ModuleStats, iter_patched
 from mlflow_nlsr.pipeline.plot import similarity_plot
 from mlflow_nlsr.pipeline.report import (
     PLOT_NAME,

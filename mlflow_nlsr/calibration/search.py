@@ -21,11 +21,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from mlflow_nlsr.calibration.ladder import Rung, option_diff, predicted_strength
+from mlflow_nlsr.calibration.screen import SampleSizesFn, within_sampling_error
 from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.gates.policy import GateConfig, evaluate_policy
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.service.ladder import Rung, option_diff, predicted_strength
-from mlflow_nlsr.service.screen import SampleSizesFn, within_sampling_error
 
 RealignFn = Callable[[RealignOptions, Path], Mapping[str, Any]]
 GateFn = Callable[[Path, bool], Mapping[str, float]]

@@ -16,17 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlflow_nlsr.calibration.ladder import Rung, build_ladder
+from mlflow_nlsr.calibration.screen import SampleSizes, quick_gate_sizes
+from mlflow_nlsr.calibration.search import Attempt, Budget, CalibrationResult, GateFn, RealignFn, search
 from mlflow_nlsr.errors import OutputExistsError
 from mlflow_nlsr.gates.policy import GateConfig, load_gate_config
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline.report import REPORT_NAME
 from mlflow_nlsr.pipeline.result import RealignResult
-from mlflow_nlsr.service.calibrate import Attempt, Budget, CalibrationResult, GateFn, RealignFn, search
-from mlflow_nlsr.service.ladder import Rung, build_ladder
-from mlflow_nlsr.service.screen import SampleSizes, quick_gate_sizes
 
 if TYPE_CHECKING:
-    from mlflow_nlsr.service.core import NLSRService
+    from mlflow_nlsr.service.orchestrator import NLSRService
 
 QUICK_LIMIT = 24
 KEY_FILE = "calibration_key.json"

@@ -19,8 +19,8 @@ from mlflow_nlsr.core import extrapolate_delta, input_gram
 from mlflow_nlsr.errors import CalibrationError
 from mlflow_nlsr.io.hashing import sha256_file
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.pipeline import calibration
-from mlflow_nlsr.pipeline.full_inputs import Source
+from mlflow_nlsr.pipeline import actsvd_data
+from mlflow_nlsr.pipeline.full.inputs import Source
 
 GRAMS_NAME = "grams.safetensors"
 
@@ -58,12 +58,12 @@ def _load_reference(model_dir: Path, base: Source, aligned: Source, linear: set[
 def _pairs(options: RealignOptions, model: Any, tokenizer: Any) -> tuple[list[dict[str, str]], Path]:
     if options.calibration_prompts:
         source = Path(options.calibration_prompts)
-        prompts = calibration.select_prompts(calibration.load_prompts(source),
+        prompts = actsvd_data.select_prompts(actsvd_data.load_prompts(source),
                                              samples=options.calibration_samples, seed=options.seed)
-        pairs = calibration.generate_pairs(model, tokenizer, prompts, max_new_tokens=options.max_length)
+        pairs = actsvd_data.generate_pairs(model, tokenizer, prompts, max_new_tokens=options.max_length)
         return pairs, source
-    source = Path(options.calibration) if options.calibration else calibration.default_calibration_path()
-    return calibration.load_pairs(source), source
+    source = Path(options.calibration) if options.calibration else actsvd_data.default_calibration_path()
+    return actsvd_data.load_pairs(source), source
 
 
 class _GramHooks:
@@ -122,7 +122,7 @@ def capture_grams(model_dir: Path, tokenizer_dir: Path, base: Source, aligned: S
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     model = _load_reference(model_dir, base, aligned, linear, options, device)
     pairs, source = _pairs(options, model, tokenizer)
-    samples = calibration.encode_pairs(tokenizer, pairs, samples=options.calibration_samples,
+    samples = actsvd_data.encode_pairs(tokenizer, pairs, samples=options.calibration_samples,
                                        max_length=options.max_length, seed=options.seed)
     modules = {f"{name}.weight": m for name, m in model.named_modules() if f"{name}.weight" in linear}
     missing = sorted(linear - set(modules))
@@ -132,7 +132,7 @@ def capture_grams(model_dir: Path, tokenizer_dir: Path, base: Source, aligned: S
     try:
         with torch.no_grad():
             for sample in samples:
-                hooks.token_mask = (sample.labels != calibration.IGNORE_INDEX).to(device)
+                hooks.token_mask = (sample.labels != actsvd_data.IGNORE_INDEX).to(device)
                 model(input_ids=sample.input_ids.unsqueeze(0).to(device))
                 hooks.end_batch()
     finally:
@@ -142,6 +142,6 @@ def capture_grams(model_dir: Path, tokenizer_dir: Path, base: Source, aligned: S
     save_file({k: v.cpu().contiguous() for k, v in hooks.grams.items()}, str(path))
     info = {"source": str(source), "generated": bool(options.calibration_prompts),
             "sha256": sha256_file(source), "samples": len(samples),
-            "response_tokens": int(sum(int((s.labels != calibration.IGNORE_INDEX).sum()) for s in samples)),
+            "response_tokens": int(sum(int((s.labels != actsvd_data.IGNORE_INDEX).sum()) for s in samples)),
             "device": device}
     return path, hooks.alias, info

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_nlsr import lineage
+from mlflow_nlsr.calibration.records import calibration_runs, calibration_tags
 from mlflow_nlsr.errors import ConfigError, GateError, InputError, JobStoreError, NLSRError, RegistryError
 from mlflow_nlsr.gates.policy import evaluate_policy, load_gate_config
 from mlflow_nlsr.gates.runner import run_gates
@@ -26,8 +27,7 @@ from mlflow_nlsr.io.hashing import sha256_dir
 from mlflow_nlsr.pipeline import realign
 from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model, resolve_to_local
 from mlflow_nlsr.rules import Resolved, Rules
-from mlflow_nlsr.service.calibrate_records import calibration_runs, calibration_tags
-from mlflow_nlsr.service.calibrate_run import calibrate_job, calibration_reasons
+from mlflow_nlsr.service.calibration_job import calibrate_job, calibration_reasons
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.intake import enqueue_version
 from mlflow_nlsr.service.preflight import check_job_inputs
