@@ -11,7 +11,7 @@ import torch
 
 from mlflow_nlsr import core
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.pipeline import full_scoring
+from mlflow_nlsr.pipeline.full import scoring as full_scoring
 from mlflow_nlsr.pipeline.full.scoring import lowrank_scores, masked_cosine, matrix_top_mask, module_mask
 
 

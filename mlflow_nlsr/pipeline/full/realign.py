@@ -5,7 +5,7 @@ accepted for W_a or W_t and merged per tensor). Every realigned linear module (a
 projections) gets, on dense updates (spec §1.3–1.6):
 
     ΔW_a = W_a − W_0,  ΔW_t = W_t − W_0,  ΔW_e = extrapolate_delta(ΔW_a)
-    M    = safety-critical entries (or rows) of ΔW_e (see full_scoring)
+    M    = safety-critical entries (or rows) of ΔW_e (see scoring.py)
     S_j  = cosine(M⊙ΔW_t, M⊙ΔW_e);  select_modules(S) as in LoRA mode
     W'_t = where(M, W_0 + ΔW_e, W_t) for patched modules, W_t otherwise
 
