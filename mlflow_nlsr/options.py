@@ -29,8 +29,26 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "method": ("nlsr", "safelora", "safelora-nlsr"),
     "mode": ("auto", "lora", "full"),
     "neuron": ("entry", "row"),
-    "device": ("cpu", "cuda", "auto"),
 }
+DEVICE_HELP = "auto (the first CUDA device if there is one, else cpu), cpu, cuda or cuda:N."
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+DTYPE_HELP = "auto (bfloat16 on GPUs that support it, float16 on older GPUs, float32 on CPU), bfloat16, " \
+    "float16 or float32."
+
+
+def check_device(device: str) -> str:
+    """`device` if it is auto, cpu, cuda or cuda:N; else a ConfigError (no GPU is probed here)."""
+    head, _, index = str(device).partition(":")
+    if device in ("auto", "cpu", "cuda") or (head == "cuda" and index.isdigit()):
+        return device
+    raise ConfigError(f"device must be {DEVICE_HELP[:-1]}; got {device!r}")
+
+
+def check_dtype(dtype: str) -> str:
+    """`dtype` if it is one of DTYPES; else a ConfigError."""
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
+    return dtype
 
 HELP: dict[str, str] = {
     "method": "nlsr (neuron transplant), safelora (official SafeLoRA projection) or safelora-nlsr "
@@ -86,7 +104,9 @@ class RealignOptions:
     max_length: int = 256
     neuron: Neuron = "entry"
     correction: Literal["code", "paper"] = "code"
-    device: str = "cpu"
+    #: where realignment, ActSVD and gates run (DEVICE_HELP) and in which precision (DTYPE_HELP)
+    device: str = "auto"
+    dtype: str = "auto"
     force: bool = False
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -95,6 +115,8 @@ class RealignOptions:
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        check_device(self.device)
+        check_dtype(self.dtype)
         for name in ("sparsity", "layer_rate", "epsilon"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

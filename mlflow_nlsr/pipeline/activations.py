@@ -1,4 +1,7 @@
-"""Block-sequential ActSVD on the LoRA factors of base + reference adapter (spec §1.4b).
+"""Block-sequential ActSVD on the LoRA factors of base + reference adapter, whole PEFT model loaded (§1.4b).
+
+The jobs use ``lora_blockwise`` (one block in memory); this path serves DoRA / fan-in-fan-out adapters and
+``bench/actsvd_scaling.py``'s before/after comparison.
 
 For every decoder block in order: collect the Gram matrix of each LoRA factor's input at response tokens
 (lora_A sees the module input, lora_B the lora_A output), project every factor of the block with
@@ -11,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,19 +22,7 @@ from torch import nn
 from mlflow_nlsr import core
 from mlflow_nlsr.errors import CalibrationError, InputError
 from mlflow_nlsr.pipeline.actsvd_data import IGNORE_INDEX, CalibrationSample
-
-
-class _StopForward(Exception):
-    """Raised by the block-0 pre-hook once its inputs are captured."""
-
-
-@dataclass
-class BlockInputs:
-    """What enters a decoder block for one batch: positional args, kwargs, and the response-token mask."""
-
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
-    response: torch.Tensor  # bool [batch, T]
+from mlflow_nlsr.pipeline.blockwise import BlockInputs, _StopForward, run_block
 
 
 def lora_factors(block: nn.Module, prefix: str) -> dict[str, nn.Linear]:
@@ -82,14 +72,6 @@ def make_batches(
     return batches
 
 
-def _to(value: Any, device: torch.device) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.to(device)
-    if isinstance(value, tuple):
-        return tuple(_to(v, device) for v in value)
-    return value
-
-
 @torch.no_grad()
 def capture_block_inputs(
     model: nn.Module, block: nn.Module, batches: list[dict[str, torch.Tensor]]
@@ -119,22 +101,6 @@ def capture_block_inputs(
     finally:
         handle.remove()
     return captured
-
-
-def _hidden_of(inputs: BlockInputs) -> torch.Tensor:
-    return inputs.args[0] if inputs.args else inputs.kwargs["hidden_states"]
-
-
-def _with_hidden(inputs: BlockInputs, hidden: torch.Tensor) -> BlockInputs:
-    if inputs.args:
-        return BlockInputs((hidden, *inputs.args[1:]), inputs.kwargs, inputs.response)
-    return BlockInputs(inputs.args, {**inputs.kwargs, "hidden_states": hidden}, inputs.response)
-
-
-def run_block(block: nn.Module, inputs: BlockInputs) -> torch.Tensor:
-    """One block forward on stored inputs; returns the hidden states (tensor or first tuple item)."""
-    out = block(*inputs.args, **inputs.kwargs)
-    return out[0] if isinstance(out, (tuple, list)) else out
 
 
 @contextmanager
@@ -202,7 +168,7 @@ def actsvd_projections(
             linear.weight.data.copy_(new.to(linear.weight.dtype))
             projected[key] = new.cpu()
         if index + 1 < len(blocks):
-            states = [_with_hidden(s, run_block(block, s)) for s in states]
+            states = [s.with_hidden(run_block(block, s)) for s in states]
     return projected
 
 

@@ -13,15 +13,43 @@ from mlflow_nlsr.errors import ConfigError, InputError
 from mlflow_nlsr.io.adapters import write_adapter
 
 _PEFT_PREFIX = "base_model.model."
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 def resolve_device(device: str) -> torch.device:
-    """Torch device: "auto" is cuda when available else cpu; "cuda" without a GPU is a ConfigError."""
+    """Torch device: "auto" is the first CUDA device if there is one, else cpu; "cuda[:N]" needs that GPU."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was requested but no CUDA device is available; use --device cpu")
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device} was requested but no CUDA device is available; "
+                              "use --device cpu (or auto)")
+        index = torch.device(device).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
     return torch.device(device)
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    """Torch dtype: "auto" is bfloat16 on a GPU that supports it (float16 on older GPUs), float32 on CPU."""
+    if dtype == "auto":
+        if device.type != "cuda":
+            return torch.float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """"bfloat16" for torch.bfloat16 (the name recorded in reports and tags)."""
+    return str(dtype).removeprefix("torch.")
+
+
+def resolve(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
+    """``(resolve_device(device), resolve_dtype(dtype, that device))``."""
+    resolved = resolve_device(device)
+    return resolved, resolve_dtype(dtype, resolved)
 
 
 def load_tokenizer(base: str | Path) -> Any:
@@ -35,13 +63,14 @@ def load_tokenizer(base: str | Path) -> Any:
 
 
 def load_adapted_model(
-    base: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tensor], device: torch.device
+    base: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tensor], device: torch.device,
+    dtype: torch.dtype | None = None,
 ) -> Any:
-    """Base model + the given LoRA tensors as a PEFT model in eval mode (float32 on CPU, bf16 on CUDA)."""
+    """Base model + the given LoRA tensors as a PEFT model in eval mode (`dtype`: ``resolve_dtype`` auto)."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    dtype = dtype or resolve_dtype("auto", device)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(base), dtype=dtype, local_files_only=True)
     except (OSError, ValueError) as exc:

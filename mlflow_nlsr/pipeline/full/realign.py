@@ -36,7 +36,7 @@ from mlflow_nlsr.core.selection import ModuleSelection
 from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.io.atomic import atomic_output_dir, check_output_free
 from mlflow_nlsr.io.hashing import sha256_dir
-from mlflow_nlsr.io.safetensors_io import SafetensorsReader
+from mlflow_nlsr.io.safetensors_io import LazyCheckpoint, SafetensorsReader
 from mlflow_nlsr.io.sharded_writer import Entry, SafetensorsWriter, ShardedWriter, parse_size
 from mlflow_nlsr.io.spill import ValueSpill
 from mlflow_nlsr.options import RealignOptions
@@ -143,8 +143,10 @@ def copy_aux_files(src: Path, dst: Path, extra: Path | None = None) -> list[str]
     return copied
 
 
-def _gram_reader(grams: tuple[Path, dict[str, str]] | None) -> SafetensorsReader | None:
-    return None if grams is None else SafetensorsReader(grams[0])
+def _gram_reader(grams: tuple[Path, dict[str, str]] | None) -> SafetensorsReader | LazyCheckpoint | None:
+    if grams is None:
+        return None
+    return LazyCheckpoint(grams[0]) if grams[0].is_dir() else SafetensorsReader(grams[0])
 
 
 def _pass1(sources: tuple[Source, Source, Source], linear: list[str], options: RealignOptions, work: Path,
