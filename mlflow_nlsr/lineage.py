@@ -58,6 +58,9 @@ def realigned_tags(
         "nlsr.output_sha256": str(report.get("output_sha256")),
         "nlsr.verdict": "passed" if verdict.get("passed") else "failed",
     }
+    costs = report.get("costs")
+    if isinstance(costs, Mapping):  # what the job ran on (service/costs.py)
+        tags["nlsr.device"], tags["nlsr.dtype"] = str(costs.get("device")), str(costs.get("dtype"))
     calibration = report.get("calibration")
     if isinstance(calibration, Mapping) and "attempts" in calibration:
         tags["nlsr.calibration.attempts"] = str(len(calibration["attempts"]))

@@ -6,6 +6,8 @@ Example::
       alias: safe
       gate_config: null          # null = the shipped default gates (mlflow_nlsr/gates/default_gates.yaml)
       gate_limit: null           # items per task (null = all)
+      device: auto               # auto | cpu | cuda | cuda:N: realign, ActSVD and gates of the job
+      dtype: auto                # auto | bfloat16 | float16 | float32
       realign: {scorer: actsvd}
     models:
       - match: "support-bot-*"   # registered-model name or glob
@@ -45,11 +47,15 @@ class Rule:
     promote: bool = True
     realign: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
+    #: one device and dtype for the whole job (realign, ActSVD, gates); the realign block may not differ
+    device: str | None = None
+    dtype: str | None = None
 
     def options(self, **overrides: Any) -> RealignOptions:
         """The realignment options of this rule with `overrides` (None values ignored) applied."""
         given = {k: v for k, v in overrides.items() if v is not None}
-        return RealignOptions.from_mapping({**self.realign, **given})
+        placement = {k: v for k, v in (("device", self.device), ("dtype", self.dtype)) if v is not None}
+        return RealignOptions.from_mapping({**placement, **self.realign, **given})
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,14 @@ from typing import Any
 
 import click
 
-from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads
+from mlflow_nlsr.cli._common import (
+    batch_size_type,
+    echo_json,
+    handle_errors,
+    json_option,
+    limit_threads,
+    placement_options,
+)
 from mlflow_nlsr.cli._service import build_service, parse_sets, with_service
 from mlflow_nlsr.errors import ConfigError
 
@@ -28,7 +35,14 @@ def _parse_model_uri(uri: str) -> tuple[str, str]:
 )
 @click.option("--aligned", "aligned_uri", default=None, help="Aligned adapter/model URI (overrides).")
 @click.option("--gate-limit", type=int, default=None, help="Items per gate task (default: all).")
-@click.option("--gate-batch-size", type=int, default=8, show_default=True, help="Gate generation batch size.")
+@click.option(
+    "--gate-batch-size",
+    type=batch_size_type,
+    default="8",
+    show_default=True,
+    help="Gate generation batch size, or auto (the largest that fits on a GPU; 16 on the CPU).",
+)
+@placement_options
 @click.option("--no-promote", is_flag=True, help="Register and gate, but never move the alias.")
 @click.option(
     "--set",
@@ -54,13 +68,15 @@ def run(
     base_uri: str | None,
     aligned_uri: str | None,
     gate_limit: int | None,
-    gate_batch_size: int,
+    gate_batch_size: int | str,
     no_promote: bool,
     sets: tuple[str, ...],
     scorer: str | None,
     selection: str | None,
     sparsity: float | None,
     calibrate: bool,
+    device: str | None,
+    dtype: str | None,
     svc_args: dict[str, Any],
     as_json: bool,
 ) -> None:
@@ -92,6 +108,8 @@ def run(
         promote=not no_promote,
         realign_overrides=overrides,
         calibrate=calibrate,
+        device=device,
+        dtype=dtype,
     )
     outcome = svc.process_version(name, version, trigger="cli", actor="cli")
     if as_json:
@@ -120,6 +138,7 @@ def run(
     show_default=True,
     help="Lease length in seconds; a worker that dies loses its job after this long.",
 )
+@placement_options
 @with_service
 @json_option
 @handle_errors
@@ -129,12 +148,16 @@ def worker(
     poll_interval: float,
     gate_limit: int | None,
     lease_seconds: float,
+    device: str | None,
+    dtype: str | None,
     svc_args: dict[str, Any],
     as_json: bool,
 ) -> None:
     """Process queued jobs (run several workers against PostgreSQL to scale out)."""
     limit_threads()
-    svc = build_service(**svc_args, gate_limit=gate_limit, lease_seconds=lease_seconds)
+    svc = build_service(
+        **svc_args, gate_limit=gate_limit, lease_seconds=lease_seconds, device=device, dtype=dtype
+    )
     outcomes = svc.work(max_jobs=max_jobs, idle_exit_s=idle_exit, poll_interval_s=poll_interval)
     if as_json:
         echo_json([o.to_dict() for o in outcomes])

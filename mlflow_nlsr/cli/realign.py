@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads
+from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads, placement_options
 from mlflow_nlsr.options import _CHOICES, HELP, RealignOptions
 
 _DIR = click.Path(file_okay=False, path_type=Path)
@@ -86,9 +86,7 @@ def _choice(name: str) -> click.Choice:
     default=None,
     help=_help("correction"),
 )
-@click.option(
-    "--device", type=_choice("device"), default=None, help=f"cpu, cuda or auto [default: {_DEFAULTS.device}]"
-)
+@placement_options
 @click.option(
     "--config",
     "config_file",

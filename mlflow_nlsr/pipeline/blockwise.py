@@ -121,6 +121,17 @@ def _rebuild_computed_buffers(module: nn.Module, device: torch.device) -> None:
             setattr(module, key, getattr(fresh, key))
 
 
+def _release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps block-sized frees; elsewhere a no-op)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name and "libc" in name:
+        with suppress(OSError, AttributeError):
+            ctypes.CDLL(name).malloc_trim(0)
+
+
 class BlockStream:
     """A causal LM skeleton whose decoder blocks are materialised one at a time from `tensors`.
 
@@ -194,6 +205,7 @@ class BlockStream:
         finally:
             self.blocks[index] = self._skeletons[index]
             del real
+            _release_freed_memory()
 
 
 class GramHooks:

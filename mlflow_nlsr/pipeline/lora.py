@@ -35,6 +35,7 @@ from mlflow_nlsr.pipeline.models import (
 )
 from mlflow_nlsr.pipeline.report import build_report, finish_report, write_outputs
 from mlflow_nlsr.pipeline.result import RealignResult
+from mlflow_nlsr.placement import placement
 
 CALIBRATION_BATCH_SIZE = 8
 #: the options that decide the ActSVD projections (spec §1.4b); selection, layer rate, epsilon and
@@ -182,6 +183,7 @@ def realign_lora(
     score = check_continuation(adapter_a, adapter_t, force=options.force)
     modules = module_order(base, adapter_t.modules)
     extra: dict[str, Any] = {
+        "placement": dict(zip(("device", "dtype"), placement(options.device, options.dtype), strict=True)),
         "continuation_score": score,
         "amplification": core.amplification(options.variant, options.beta),
         "lora": {"r": adapter_t.r, "alpha": adapter_t.alpha, "scaling": adapter_t.scaling},

@@ -105,7 +105,7 @@ def blockwise_projections(base: str | Path, reference: dict[str, torch.Tensor],
                 projected.update(done)
                 factors.update(done)
                 for name in (n for n in modules if n.startswith(prefix + ".")):
-                    weight = block.get_submodule(name.removeprefix(prefix + ".")).weight
+                    weight = block.get_submodule(name.removeprefix(prefix + ".")).get_parameter("weight")
                     weight.copy_(merged(f"{name}.weight").to(device=weight.device, dtype=weight.dtype))
                 if index + 1 < len(stream):
                     states = replay(block, states, device, carry=True)

@@ -9,47 +9,13 @@ from typing import Any
 
 import torch
 
-from mlflow_nlsr.errors import ConfigError, InputError
+from mlflow_nlsr.errors import InputError
 from mlflow_nlsr.io.adapters import write_adapter
+from mlflow_nlsr.placement import dtype_name, resolve, resolve_device, resolve_dtype
 
 _PEFT_PREFIX = "base_model.model."
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-
-
-def resolve_device(device: str) -> torch.device:
-    """Torch device: "auto" is the first CUDA device if there is one, else cpu; "cuda[:N]" needs that GPU."""
-    if device == "auto":
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device {device} was requested but no CUDA device is available; "
-                              "use --device cpu (or auto)")
-        index = torch.device(device).index
-        if index is not None and index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) present")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """Torch dtype: "auto" is bfloat16 on a GPU that supports it (float16 on older GPUs), float32 on CPU."""
-    if dtype == "auto":
-        if device.type != "cuda":
-            return torch.float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if dtype not in DTYPES:
-        raise ConfigError(f"dtype must be one of auto, {', '.join(DTYPES)}; got {dtype!r}")
-    return DTYPES[dtype]
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """"bfloat16" for torch.bfloat16 (the name recorded in reports and tags)."""
-    return str(dtype).removeprefix("torch.")
-
-
-def resolve(device: str, dtype: str) -> tuple[torch.device, torch.dtype]:
-    """``(resolve_device(device), resolve_dtype(dtype, that device))``."""
-    resolved = resolve_device(device)
-    return resolved, resolve_dtype(dtype, resolved)
+__all__ = ["dtype_name", "load_adapted_model", "load_tokenizer", "module_order", "resolve", "resolve_device",
+           "resolve_dtype"]
 
 
 def load_tokenizer(base: str | Path) -> Any:

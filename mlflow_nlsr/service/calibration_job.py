@@ -39,7 +39,7 @@ class GateSetup:
     config: GateConfig
     quick_limit: int | None
     full_limit: int | None
-    batch_size: int = 8
+    batch_size: int | str = 8
 
     @property
     def confirm(self) -> bool:
@@ -70,7 +70,10 @@ class GateSetup:
 
 
 def gate_setup(
-    config: GateConfig, gate_limit: int | None, quick_limit: int | None = QUICK_LIMIT, batch_size: int = 8
+    config: GateConfig,
+    gate_limit: int | None,
+    quick_limit: int | None = QUICK_LIMIT,
+    batch_size: int | str = 8,
 ) -> GateSetup:
     """Full limit = `gate_limit` or the config's (None = every item); quick = min(quick_limit, full)."""
     full = gate_limit or config.limit
@@ -247,7 +250,7 @@ def calibrate_job(
 ) -> CalibrationResult:
     """The job's realign step with calibration: search, install into `out`, audit every attempt."""
     settings = svc.settings
-    config = load_gate_config(rule.gate_config)
+    config = load_gate_config(rule.gate_config).placed(options.device, options.dtype)
     limit = settings.gate_limit or rule.gate_limit
     setup = gate_setup(config, limit, settings.calibration_quick_limit, settings.gate_batch_size)
     job_dir = out.parent

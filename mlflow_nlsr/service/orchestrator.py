@@ -28,6 +28,7 @@ from mlflow_nlsr.pipeline import realign
 from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model, resolve_to_local
 from mlflow_nlsr.rules import Resolved, Rules
 from mlflow_nlsr.service.calibration_job import calibrate_job, calibration_reasons
+from mlflow_nlsr.service.costs import COSTS_FILE, StageCosts, cost_metrics, record_costs
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.intake import enqueue_version
 from mlflow_nlsr.service.preflight import check_job_inputs
@@ -179,8 +180,11 @@ class NLSRService:
                 f"no nlsr.yaml rule matches {name!r} and the version has no "
                 "nlsr.base_uri/nlsr.aligned_uri tags",
             )
-        options = resolved.rule.options(**dict(self.settings.realign_overrides))
+        options = resolved.rule.options(
+            **{**self.settings.placement_overrides(), **dict(self.settings.realign_overrides)}
+        )
         job_dir = Path(self.settings.work_dir) / "jobs" / _slug(name) / str(version)
+        costs = StageCosts(job_dir / COSTS_FILE)
         self._tag_source(name, version, {lineage.STATUS: str(job.state)})
         base = resolve_to_local(resolved.base_uri, Path(self.settings.work_dir) / "inputs", self.client)
         aligned = resolve_to_local(resolved.aligned_uri, Path(self.settings.work_dir) / "inputs", self.client)
@@ -189,23 +193,25 @@ class NLSRService:
         if job.state is JobState.RUNNING:
             if not (out / "nlsr_report.json").exists():
                 check_job_inputs(base, aligned, finetuned, options, resolved.rule.gate_config)
-                if self.settings.calibrate:  # ladder search, every attempt audited (calibrate_run.py)
-                    calibrate_job(
-                        self, job, resolved.rule, base, aligned, finetuned, out, options, beat.check
-                    )
-                else:
-                    realign(base, aligned, finetuned, out, options, overwrite=True)
+                with costs.stage("realign", options.device):
+                    if self.settings.calibrate:  # ladder search, every attempt audited
+                        calibrate_job(
+                            self, job, resolved.rule, base, aligned, finetuned, out, options, beat.check
+                        )
+                    else:
+                        realign(base, aligned, finetuned, out, options, overwrite=True)
             _fault("realign")
             beat.check()
             job = self.store.advance(job.id, worker, JobState.REALIGNED, config_sha256=options.sha256())
             self._tag_source(name, version, {lineage.STATUS: "realigned"})
         report = json.loads((out / "nlsr_report.json").read_text())
-        gate_config = load_gate_config(resolved.rule.gate_config)
+        gate_config = load_gate_config(resolved.rule.gate_config).placed(options.device, options.dtype)
         limit = self.settings.gate_limit or resolved.rule.gate_limit
         if job.state is JobState.REALIGNED:
             metrics: dict[str, dict[str, float]] = {}
             for role, path in (("finetuned", finetuned), ("aligned", aligned), ("realigned", out)):
-                metrics[role] = self._gate(role, path, base, gate_config, limit, job_dir)
+                with costs.stage(f"gate_{role}", options.device):
+                    metrics[role] = self._gate(role, path, base, gate_config, limit, job_dir)
                 _fault("gate")
             verdict = evaluate_policy(
                 gate_config,
@@ -222,6 +228,7 @@ class NLSRService:
             job = self.store.advance(job.id, worker, JobState.GATED, result=gated)
             self._tag_source(name, version, {lineage.STATUS: "gated"})
         result: dict[str, Any] = dict(job.result or {})
+        report = record_costs(out, costs, options)
         new_version = self._register(job, info.uri, resolved, report, options.sha256(), result, job_dir)
         _fault("register")
         beat.check()
@@ -322,6 +329,7 @@ class NLSRService:
             raise RegistryError(f"registering the realigned model of {source_uri} returned no version")
         gates_dir = job_dir / "gates"
         flat = {f"{role}.{k}": v for role, values in result["metrics"].items() for k, v in values.items()}
+        flat.update(cost_metrics(report))
         run_id = self.client.log_gate_metrics(
             model_id,
             flat,

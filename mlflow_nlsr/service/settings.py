@@ -21,7 +21,10 @@ class Settings:
     work_dir: Path = Path(".nlsr-work")
     config: Path | None = None
     gate_limit: int | None = None
-    gate_batch_size: int = 8
+    gate_batch_size: int | str = 8
+    #: the job's device and dtype (None: the nlsr.yaml rule's, else auto); see mlflow_nlsr.placement
+    device: str | None = None
+    dtype: str | None = None
     promote: bool = True
     lease_seconds: float = 900.0
     max_attempts: int = 3
@@ -35,6 +38,10 @@ class Settings:
     calibration_quick_limit: int | None = 24
     calibration_screen_z: float = 1.0
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    def placement_overrides(self) -> dict[str, str]:
+        """The realign-option overrides that put the whole job on `device` / `dtype` (when set)."""
+        return {k: v for k, v in (("device", self.device), ("dtype", self.dtype)) if v is not None}
 
     def resolved_store_url(self) -> str:
         """The job-store URL (default: a SQLite file in the work dir)."""

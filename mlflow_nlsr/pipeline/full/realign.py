@@ -49,8 +49,8 @@ from mlflow_nlsr.pipeline.full.inputs import (
     validate_sources,
 )
 from mlflow_nlsr.pipeline.full.scoring import RANK_CAP, cosine_at, module_mask
-from mlflow_nlsr.pipeline.models import resolve_device
 from mlflow_nlsr.pipeline.result import RealignResult
+from mlflow_nlsr.placement import dtype_name, resolve_device, resolve_dtype
 
 MASKS_NAME = "masks.safetensors"
 _WORK = ".nlsr-work"
@@ -224,8 +224,9 @@ def run_full(sources: tuple[Source, Source, Source], work_dir: Path, options: Re
     if options.scorer == "actsvd":
         from mlflow_nlsr.pipeline.full.activations import capture_grams
 
+        dtype = dtype_name(resolve_dtype(options.dtype, torch.device(device)))
         path, alias, calibration = capture_grams(w0.path, _aux_source(wt, w0), w0, wa, set(linear), options,
-                                                 work, device)
+                                                 work, device, dtype)
         gram_file = (path, alias)
     stats, spill = _pass1(sources, linear, options, work, work_dir / MASKS_NAME, device, progress, gram_file)
     try:
@@ -288,7 +289,8 @@ def realign_full(base: str | Path, aligned: str | Path, finetuned: str | Path, o
             inputs = hashing.result()
             for job in plotting:
                 job.result()
-            extra: dict[str, Any] = {"max_shard_size": shard_size, "rank_cap": RANK_CAP, "device": device}
+            extra: dict[str, Any] = {"max_shard_size": shard_size, "rank_cap": RANK_CAP, "device": device,
+                                     "dtype": dtype_name(resolve_dtype(options.dtype, torch.device(device)))}
             if run.calibration is not None:
                 extra["calibration"] = run.calibration
                 inputs["calibration"] = run.calibration["sha256"]
