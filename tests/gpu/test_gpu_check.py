@@ -75,7 +75,7 @@ def _assert_same(cpu, cuda, mode: str) -> None:
 
     patched = [[m["patched"] for m in r.report["modules"]] for r in (cpu, cuda)]
     assert patched[0] == patched[1], "cuda and cpu must patch the same modules"
-    assert '"cuda' in json.dumps(cuda.report) and '"cuda' not in json.dumps(cpu.report)  # what ran is recorded
+    assert '"cuda' in json.dumps(cuda.report) and '"cuda' not in json.dumps(cpu.report)  # recorded
     name = "adapter_model.safetensors" if mode == "lora" else "model.safetensors"
     weights = [load_file(str(r.output / name)) for r in (cpu, cuda)]
     for key, value in weights[0].items():
