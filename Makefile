@@ -63,7 +63,7 @@ bench: install
 	$(PY) bench/realign_vs_mergekit.py
 	$(PY) bench/actsvd_scaling.py --out bench/results/actsvd_scaling.json
 	$(PY) bench/actsvd_8b_table.py
-	$(PY) bench/gates.py
+	$(PY) bench/gates.py --batch-sizes 16,auto
 
 # On a GPU machine with torch + transformers preinstalled and no network (docs/performance.md)
 gpu-check:
