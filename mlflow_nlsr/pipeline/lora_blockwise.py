@@ -1,12 +1,12 @@
 """Block-sequential ActSVD of LoRA factors with one decoder block in memory (spec §1.4b, depth-independent).
 
 The same computation as ``activations.actsvd_projections`` (which loads the whole PEFT model) on a
-``blockwise.BlockStream``: each block is materialised from the base checkpoint with the reference adapter
-merged into its weights (``W + scaling·B@A``), so no PEFT wrapper is built. For a targeted module with
-input Gram ``G = XᵀX``, lora_A's input Gram is ``G`` and lora_B's (the input of B is ``X Aᵀ``) is
-``A G Aᵀ``, computed in float64. After the block's factors are projected, its weights are merged again
-with the projected factors and the block is replayed to carry the hidden states to the next block, so
-later blocks are calibrated on the already-projected earlier ones, exactly as before.
+``blockwise.BlockStream``: each block is materialised from the base checkpoint and its targeted Linears
+are wrapped with the reference factors, computed in PEFT's order (``base(x) + B(A(x))·scaling``), so the
+Gram matrices of every factor's inputs, the projections and the carried hidden states are those of the
+whole-model path, bit for bit on the CPU. After the block's factors are projected in place the block is
+replayed to carry the hidden states to the next block, so later blocks are calibrated on the
+already-projected earlier ones.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from mlflow_nlsr import core
 from mlflow_nlsr.errors import CalibrationError
 from mlflow_nlsr.io.adapters import key_a, key_b
 from mlflow_nlsr.io.safetensors_io import LazyCheckpoint
-from mlflow_nlsr.pipeline.blockwise import BlockStream, block_grams, replay, store_device
+from mlflow_nlsr.pipeline.activations import _gram_hooks
+from mlflow_nlsr.pipeline.blockwise import BlockStream, replay, store_device
 
 _PEFT_PREFIX = "base_model.model."
 
@@ -30,37 +32,41 @@ def supports_blockwise(config: dict[str, Any]) -> bool:
     return not config.get("use_dora") and not config.get("fan_in_fan_out")
 
 
-class _MergedWeights:
-    """Base checkpoint tensors with the (current) reference factors merged into the targeted weights."""
+class _LoraLinear(nn.Module):
+    """A base Linear plus its LoRA factors, computed in PEFT's order (so results match PEFT bit for bit)."""
 
-    def __init__(self, base: LazyCheckpoint, factors: dict[str, torch.Tensor], modules: dict[str, str],
-                 scaling: float) -> None:
-        self.base, self.factors, self.modules, self.scaling = base, factors, modules, scaling
+    def __init__(self, base: nn.Module, a: torch.Tensor, b: torch.Tensor, scaling: float) -> None:
+        super().__init__()
+        self.base_layer, self.scaling = base, scaling
+        self.lora_A = nn.Linear(a.shape[1], a.shape[0], bias=False, device=a.device, dtype=a.dtype)
+        self.lora_B = nn.Linear(b.shape[1], b.shape[0], bias=False, device=b.device, dtype=b.dtype)
+        self.lora_A.weight.data.copy_(a)
+        self.lora_B.weight.data.copy_(b)
 
-    def __call__(self, key: str) -> torch.Tensor:
-        weight = self.base.get(key)
-        module = self.modules.get(key.removesuffix(".weight")) if key.endswith(".weight") else None
-        if module is None:
-            return weight
-        a, b = self.factors[key_a(module)].float(), self.factors[key_b(module)].float()
-        return (weight.float() + (b @ a) * self.scaling).to(weight.dtype)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``base(x) + lora_B(lora_A(x)) * scaling`` (PEFT's LoraLayer forward without dropout)."""
+        result = self.base_layer(x)
+        result_dtype = result.dtype
+        lora_in = x.to(self.lora_A.weight.dtype)
+        return (result + self.lora_B(self.lora_A(lora_in)) * self.scaling).to(result_dtype)
 
 
-def _project_block(prefix: str, modules: dict[str, str], factors: dict[str, torch.Tensor],
-                   grams: Any, sparsity: float, variant: str) -> dict[str, torch.Tensor]:
-    projected: dict[str, torch.Tensor] = {}
+def _attach(block: nn.Module, prefix: str, modules: dict[str, str], reference: dict[str, torch.Tensor],
+            scaling: float, device: torch.device) -> dict[str, nn.Linear]:
+    """Wrap the block's targeted Linears with their reference factors (float32, as PEFT keeps them)."""
+    factors: dict[str, nn.Linear] = {}
     for name, module in modules.items():
         if not name.startswith(prefix + "."):
             continue
-        gram_x = grams.gram(f"{name}.weight")
-        a = factors[key_a(module)].float()
-        b = factors[key_b(module)].float()
-        a64 = a.to(torch.float64)
-        gram_b = a64 @ gram_x.to(device=a.device, dtype=torch.float64) @ a64.T
-        for key, weight, gram in ((key_a(module), a, gram_x), (key_b(module), b, gram_b)):
-            keep = core.kept_rank(min(weight.shape), sparsity, variant)
-            projected[key] = core.actsvd_project(weight, gram, keep).cpu()
-    return projected
+        local = name.removeprefix(prefix + ".")
+        parent_name, _, leaf = local.rpartition(".")
+        parent = block.get_submodule(parent_name) if parent_name else block
+        a = reference[key_a(module)].to(device=device, dtype=torch.float32)
+        b = reference[key_b(module)].to(device=device, dtype=torch.float32)
+        wrapped = _LoraLinear(getattr(parent, leaf), a, b, scaling)
+        setattr(parent, leaf, wrapped)
+        factors[key_a(module)], factors[key_b(module)] = wrapped.lora_A, wrapped.lora_B
+    return factors
 
 
 @torch.no_grad()
@@ -78,7 +84,7 @@ def blockwise_projections(base: str | Path, reference: dict[str, torch.Tensor],
         variant: "official" or "paper".
         scaling: the adapter's LoRA scaling.
         device: where the blocks run and the Grams (float64) accumulate.
-        dtype: the precision of the materialised block weights.
+        dtype: the precision of the base weights (the factors stay float32, as in PEFT).
         progress: show a progress bar.
 
     """
@@ -88,25 +94,29 @@ def blockwise_projections(base: str | Path, reference: dict[str, torch.Tensor],
         raise CalibrationError("the calibration data holds no response tokens")
     module_names = {k.removesuffix(".lora_A.weight") for k in reference if k.endswith(".lora_A.weight")}
     modules = {m.removeprefix(_PEFT_PREFIX): m for m in module_names}
-    factors = dict(reference)
+    projected: dict[str, torch.Tensor] = {}
+    state: dict[str, Any] = {}  # the response mask of the batch being replayed, read by the Gram hooks
+
+    def before(batch: Any) -> None:
+        state["response"] = batch.response
+
     with LazyCheckpoint(base) as checkpoint:
-        merged = _MergedWeights(checkpoint, factors, modules, scaling)
-        stream = BlockStream(base, merged, device, dtype)
+        stream = BlockStream(base, checkpoint.get, device, dtype)
         hidden = stream.model.config.hidden_size
         states = stream.capture_inputs(batches, store_device(device, batches, hidden, dtype))
-        projected: dict[str, torch.Tensor] = {}
         for index in tqdm(range(len(stream)), desc="ActSVD blocks", disable=not progress, unit="block"):
             prefix = stream.block_name(index)
             with stream.block(index) as block:
-                targets = {f"{n}.weight": block.get_submodule(n.removeprefix(prefix + "."))
-                           for n in modules if n.startswith(prefix + ".")}
-                grams = block_grams(block, targets, states, device)
-                done = _project_block(prefix, modules, factors, grams, sparsity, variant)
-                projected.update(done)
-                factors.update(done)
-                for name in (n for n in modules if n.startswith(prefix + ".")):
-                    weight = block.get_submodule(name.removeprefix(prefix + ".")).get_parameter("weight")
-                    weight.copy_(merged(f"{name}.weight").to(device=weight.device, dtype=weight.dtype))
+                factors = _attach(block, prefix, modules, reference, scaling, device)
+                grams: dict[str, torch.Tensor] = {}
+                with _gram_hooks(factors, grams, state):
+                    replay(block, states, device, before=before)
+                for key, linear in factors.items():
+                    d_out, d_in = linear.weight.shape
+                    keep = core.kept_rank(min(d_out, d_in), sparsity, variant)
+                    new = core.actsvd_project(linear.weight.detach().float(), grams[key], keep)
+                    linear.weight.data.copy_(new.to(linear.weight.dtype))
+                    projected[key] = new.cpu()
                 if index + 1 < len(stream):
                     states = replay(block, states, device, carry=True)
     return projected

@@ -27,6 +27,20 @@ def calibration(tiny_adapters, calib_file):
     return base, read_adapter(aligned), batches
 
 
+def test_blockwise_lora_projections_equal_the_whole_model_path_bit_for_bit(tiny_adapters, calib_file):
+    base, aligned, _ = tiny_adapters
+    adapter, tok = read_adapter(aligned), load_tokenizer(base)
+    # few response tokens: rank-deficient Grams, where only identical arithmetic gives identical subspaces
+    samples = encode_pairs(tok, load_pairs(calib_file), samples=6, max_length=48, seed=0)
+    batches = make_batches(samples, 4, tok.pad_token_id)
+    model = load_adapted_model(base, adapter.config, adapter.tensors, torch.device("cpu"), torch.float32)
+    old = actsvd_projections(model, batches, sparsity=0.8, variant="official", progress=False)
+    new = blockwise_projections(base, adapter.tensors, batches, sparsity=0.8, variant="official",
+                                scaling=adapter.scaling, device=torch.device("cpu"), progress=False)
+    assert set(new) == set(old)
+    assert all(torch.equal(new[k], old[k]) for k in old)
+
+
 @pytest.mark.parametrize("variant", ["official", "paper"])
 def test_blockwise_lora_projections_match_the_whole_model_path(calibration, variant):
     base, adapter, batches = calibration
