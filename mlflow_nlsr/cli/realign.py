@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads
-from mlflow_nlsr.options import _CHOICES, HELP, RealignOptions
+from mlflow_nlsr.options import CHOICES, EXTENSION_OPTIONS, RealignOptions, option_help
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -17,11 +17,27 @@ _DEFAULTS = RealignOptions()
 
 def _help(name: str) -> str:
     default = getattr(_DEFAULTS, name)
-    return f"{HELP.get(name, '')} [default: {default}]" if default is not None else HELP.get(name, "")
+    return f"{option_help(name)} [default: {default}]" if default is not None else option_help(name)
 
 
 def _choice(name: str) -> click.Choice:
-    return click.Choice(_CHOICES[name])
+    """The fixed choices, or the names an extension point has now (plugins and in-process registrations)."""
+    point = EXTENSION_OPTIONS.get(name)
+    if point is None:
+        return click.Choice(CHOICES[name])
+    return _ExtensionChoice(point)
+
+
+class _ExtensionChoice(click.Choice):  # type: ignore[type-arg]
+    """A click.Choice read from an extension point each time it is shown or checked."""
+
+    def __init__(self, point: Any) -> None:
+        super().__init__(point.names())
+        self.point = point
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        self.choices = self.point.names()
+        return super().convert(value, param, ctx)
 
 
 @click.command(name="realign", context_settings={"max_content_width": 100})
