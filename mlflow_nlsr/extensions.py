@@ -82,6 +82,11 @@ class ExtensionPoint(Generic[T]):
 
         return add(cls) if cls is not None else add
 
+    def available(self) -> dict[str, EntryPoint | type[T]]:
+        """``{name: entry point or registered class}`` of every available extension, sorted by name."""
+        found: dict[str, EntryPoint | type[T]] = {**self._entry_points(), **self._registered}
+        return dict(sorted(found.items()))
+
     def unregister(self, name: str) -> None:
         """Forget an in-process registration (tests)."""
         self._registered.pop(name, None)
