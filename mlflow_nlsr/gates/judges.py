@@ -1,8 +1,9 @@
 """Refusal / harmfulness judges used by the safety and over-refusal tasks, and the active-judge switch.
 
 Judges are plugins in the entry-point group ``mlflow_nlsr.judges`` (:data:`JUDGES`; built in:
-``keyword``; ``hf-classifier`` is the separately installed ``plugins/mlflow-nlsr-hf-judge``). The shipped tasks score each response with :func:`active_judge`, which the runner
-sets with :func:`use_judge`; outside a runner it is built from ``$NLSR_JUDGE`` (default ``keyword``),
+``keyword``; ``hf-classifier`` is the separately installed ``plugins/mlflow-nlsr-hf-judge``). The
+shipped tasks score each response with :func:`active_judge`, which the runner sets with
+:func:`use_judge`; outside a runner it is built from ``$NLSR_JUDGE`` (default ``keyword``),
 ``$NLSR_JUDGE_MODEL`` and ``$NLSR_JUDGE_THRESHOLD``.
 """
 

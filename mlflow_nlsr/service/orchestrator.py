@@ -168,14 +168,8 @@ class NLSRService:
         info = self.client.get_version(name, version)
         if is_realigned(info):
             return self._skip(job, "version was registered by NLSR (nlsr.realigned=true)")
-        overrides = {
-            k: v
-            for k, v in (
-                ("nlsr.base_uri", self.settings.base_uri),
-                ("nlsr.aligned_uri", self.settings.aligned_uri),
-            )
-            if v
-        }
+        given = (("nlsr.base_uri", self.settings.base_uri), ("nlsr.aligned_uri", self.settings.aligned_uri))
+        overrides = {k: v for k, v in given if v}
         resolved = self.rules.resolve(name, {**info.tags, **overrides})
         if resolved is None:
             return self._skip(
@@ -191,18 +185,7 @@ class NLSRService:
         finetuned = resolve_to_local(info.uri, job_dir / "input", self.client)
         out = job_dir / "realigned"
         if job.state is JobState.RUNNING:
-            if not (out / "nlsr_report.json").exists():
-                check_job_inputs(base, aligned, finetuned, options, resolved.rule.gate_config)
-                if self.settings.calibrate:  # ladder search, every attempt audited (calibration/run.py)
-                    models = Models(base, aligned, finetuned, out)
-                    calibrate_job(models, options, self._calibration_settings(resolved.rule),
-                                  self._calibration_hooks(job, models, resolved.rule, beat))  # fmt: skip
-                else:
-                    realign(base, aligned, finetuned, out, options, overwrite=True)
-            _fault("realign")
-            beat.check()
-            job = self.store.advance(job.id, worker, JobState.REALIGNED, config_sha256=options.sha256())
-            self._tag_source(name, version, {lineage.STATUS: "realigned"})
+            job = self._realign(job, Models(base, aligned, finetuned, out), options, resolved.rule, beat)
         report = json.loads((out / "nlsr_report.json").read_text())
         gate_config = load_gate_config(resolved.rule.gate_config)
         limit = self.settings.gate_limit or resolved.rule.gate_limit
@@ -249,6 +232,23 @@ class NLSRService:
         return Outcome.of(done)
 
     # -- steps -----------------------------------------------------------------------------
+    def _realign(self, job: Job, models: Models, options: Any, rule: Any, beat: Heartbeat) -> Job:
+        """Check the inputs, realign (or calibrate: every attempt audited), advance to REALIGNED."""
+        if not (models.output / "nlsr_report.json").exists():
+            check_job_inputs(models.base, models.aligned, models.finetuned, options, rule.gate_config)
+            if self.settings.calibrate:
+                hooks = self._calibration_hooks(job, models, rule, beat)
+                calibrate_job(models, options, self._calibration_settings(rule), hooks)
+            else:
+                realign(models.base, models.aligned, models.finetuned, models.output, options, overwrite=True)
+        _fault("realign")
+        beat.check()
+        job = self.store.advance(
+            job.id, self.settings.worker_id, JobState.REALIGNED, config_sha256=options.sha256()
+        )
+        self._tag_source(job.model_name, job.version, {lineage.STATUS: "realigned"})
+        return job
+
     def _calibration_settings(self, rule: Any) -> CalibrationSettings:
         """The calibration's gates and bounds: the rule's gate config, the service's limits and budget."""
         s = self.settings
