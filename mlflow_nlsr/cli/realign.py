@@ -212,8 +212,10 @@ def realign(
     if calibrate:
         from mlflow_nlsr.cli._calibrate import run_calibration
 
-        search = {"gate_config": gate_config, "gate_limit": gate_limit, "quick_limit": quick_limit,
-                  "max_attempts": max_attempts, "time_budget": time_budget, "screen_z": screen_z}  # fmt: skip
+        search: dict[str, Any] = {
+            "gate_config": gate_config, "gate_limit": gate_limit, "quick_limit": quick_limit,
+            "max_attempts": max_attempts, "time_budget": time_budget, "screen_z": screen_z,
+        }  # fmt: skip
         run_calibration(
             base, aligned, finetuned, output, options, overwrite=overwrite, as_json=as_json, **search
         )

@@ -68,14 +68,9 @@ class NLSRService:
 
     # -- triggers --------------------------------------------------------------------------
     def enqueue(
-        self,
-        name: str,
-        version: str | int,
-        *,
-        trigger: str,
-        actor: str,
+        self, name: str, version: str | int, *, trigger: str, actor: str,
         tags: Mapping[str, str] | None = None,
-    ) -> Job | None:
+    ) -> Job | None:  # fmt: skip
         """Queue a job unless the version is one NLSR registered itself (loop prevention)."""
         return enqueue_version(
             self.store, self.client, name, version, trigger=trigger, actor=actor, tags=tags

@@ -20,12 +20,12 @@ class FirstRowsScorer(Scorer):
 
     summary = "the first rows, a toy"
 
-    def factor_mask(self, key, reference, options, *, per, evidence, generator):
+    def factor_mask(self, key, reference, ctx):
         mask = torch.zeros(reference.shape, dtype=torch.bool)
-        mask[: max(1, int(reference.shape[0] * (1 - options.sparsity)))] = True
+        mask[: max(1, int(reference.shape[0] * (1 - ctx.options.sparsity)))] = True
         return mask
 
-    def full_scores(self, key, delta_e, options, *, gram, rank_cap):
+    def full_scores(self, key, delta_e, ctx):
         rows = torch.arange(delta_e.shape[0], 0, -1, dtype=torch.float32)
         return rows.unsqueeze(1).expand_as(delta_e).clone()
 

@@ -52,7 +52,7 @@ from mlflow_nlsr.pipeline.full.scoring import RANK_CAP, cosine_at
 from mlflow_nlsr.pipeline.full.stats import FullRun, ModuleStats
 from mlflow_nlsr.pipeline.loading import resolve_device
 from mlflow_nlsr.pipeline.result import RealignResult
-from mlflow_nlsr.pipeline.scorers import FullScoring, Scorer, scorer_for
+from mlflow_nlsr.pipeline.scorers import FullScoring, ModuleContext, Scorer, scorer_for
 
 MASKS_NAME = "masks.safetensors"
 _WORK = ".nlsr-work"
@@ -86,7 +86,7 @@ def module_pass(key: str, base: Source, aligned: Source, finetuned: Source, opti
     w_t = finetuned.get(key).to(device)
     delta_t = w_t.to(torch.float32, copy=True).sub_(w_0)
     scorer = scorer or scorer_for(options)
-    mask = scorer.full_mask(key, delta_e, options, gram=gram, rank_cap=rank_cap)
+    mask = scorer.full_mask(key, delta_e, ModuleContext(options, gram, rank_cap))
     index = mask.reshape(-1).nonzero().squeeze(1)  # masked entries in row-major order, found once
     similarity = cosine_at(delta_t, delta_e, index)
     update_sq = float(torch.linalg.vector_norm(delta_t, dtype=torch.float64)) ** 2

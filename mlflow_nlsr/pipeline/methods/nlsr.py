@@ -13,6 +13,7 @@ from mlflow_nlsr.io.adapters import LoraAdapter, key_a, key_b
 from mlflow_nlsr.options import SCORERS, RealignOptions
 from mlflow_nlsr.pipeline.methods.base import LoraRun, Method, MethodOutcome
 from mlflow_nlsr.pipeline.report import selection_decision
+from mlflow_nlsr.pipeline.scorers import FactorContext
 
 
 def per_of(options: RealignOptions) -> str:
@@ -145,13 +146,10 @@ class NLSR(Method):
         reference = reference_factors(run.aligned, run.modules, options)
         scorer = SCORERS.get(options.scorer)()
         evidence = scorer.lora_evidence(run, reference)
-        per = per_of(options)
         generator = torch.Generator().manual_seed(int(options.seed))
+        ctx = FactorContext(options, per_of(options), evidence, generator)
         keys = [k for m in run.modules for k in (key_a(m), key_b(m))]
-        masks = {
-            k: scorer.factor_mask(k, reference[k], options, per=per, evidence=evidence, generator=generator)
-            for k in keys
-        }
+        masks = {k: scorer.factor_mask(k, reference[k], ctx) for k in keys}
         outcome = run_nlsr(run.finetuned, run.modules, reference, masks, options)
         if evidence.data is None:
             return outcome

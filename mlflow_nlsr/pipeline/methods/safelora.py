@@ -11,12 +11,14 @@ from __future__ import annotations
 import torch
 
 from mlflow_nlsr import core
-from mlflow_nlsr.io.adapters import LoraAdapter, key_a, key_b
+from mlflow_nlsr.io.adapters import key_a, key_b
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline.loading import resolve_device
 from mlflow_nlsr.pipeline.methods.base import LoraRun, Method, MethodOutcome
 
 OFFICIAL_SAFELORA_THRESHOLD = 0.5  # IBM/SafeLoRA config.py default
+#: one module's LoRA factors (A [r, d_in], B [d_out, r])
+Factors = tuple[torch.Tensor, torch.Tensor]
 
 
 class SafeLoRA(Method):
@@ -27,14 +29,11 @@ class SafeLoRA(Method):
     #: which factor the projection replaces: "B" (output side) or "A" (input side)
     projected_factor = "B"
 
-    def project(
-        self, aligned: LoraAdapter, a_t: torch.Tensor, b_t: torch.Tensor, module: str, device: torch.device
-    ) -> tuple[torch.Tensor, float]:
-        """The projected factor of `module` and its cosine (the official code rounds it to 5 digits)."""
-        # the official projector C is [d_out, d_out]: build it on the chosen device
-        a_a, b_a = aligned.factor_a(module).to(device), aligned.factor_b(module).to(device)
-        v = aligned.scaling * (b_a.double() @ a_a.double())
-        new, cos = core.safelora_official(a_t, b_t, core.safelora_projector(v))
+    def project(self, tuned: Factors, aligned: Factors, scaling: float) -> tuple[torch.Tensor, float]:
+        """The new B of one module and its cosine (the official code rounds it to 5 digits)."""
+        # the official projector C is [d_out, d_out]: built on the device the factors are on
+        v = scaling * (aligned[1].double() @ aligned[0].double())
+        new, cos = core.safelora_official(*tuned, core.safelora_projector(v))
         return new, round(cos, 5)
 
     def choose(self, cosines: torch.Tensor, options: RealignOptions) -> tuple[torch.Tensor, float, str]:
@@ -51,8 +50,9 @@ class SafeLoRA(Method):
         device = resolve_device(run.options.device)
         finetuned, new_factor, cosines = run.finetuned, {}, []
         for m in run.modules:
-            a_t, b_t = finetuned.factor_a(m).to(device), finetuned.factor_b(m).to(device)
-            new, cos = self.project(run.aligned, a_t, b_t, m, device)
+            tuned = (finetuned.factor_a(m).to(device), finetuned.factor_b(m).to(device))
+            aligned = (run.aligned.factor_a(m).to(device), run.aligned.factor_b(m).to(device))
+            new, cos = self.project(tuned, aligned, run.aligned.scaling)
             new_factor[m] = new.cpu()
             cosines.append(cos)
         chosen, tau, decision = self.choose(torch.tensor(cosines, dtype=torch.float64), run.options)

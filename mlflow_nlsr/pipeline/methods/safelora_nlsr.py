@@ -5,9 +5,8 @@ from __future__ import annotations
 import torch
 
 from mlflow_nlsr import core
-from mlflow_nlsr.io.adapters import LoraAdapter
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.pipeline.methods.safelora import SafeLoRA
+from mlflow_nlsr.pipeline.methods.safelora import Factors, SafeLoRA
 
 NLSR_SAFELORA_TAU = 0.6  # the NLSR repository's SafeLoRA runs (spec §4)
 
@@ -18,12 +17,9 @@ class SafeLoRANLSR(SafeLoRA):
     summary = "SafeLoRA as the NLSR repository re-implemented it, a baseline"
     projected_factor = "A"
 
-    def project(
-        self, aligned: LoraAdapter, a_t: torch.Tensor, b_t: torch.Tensor, module: str, device: torch.device
-    ) -> tuple[torch.Tensor, float]:
-        """A C_in of `module` and the cosine of the projected update."""
-        a_a, b_a = aligned.factor_a(module).to(device), aligned.factor_b(module).to(device)
-        return core.safelora_nlsr(a_t, b_t, a_a, b_a)
+    def project(self, tuned: Factors, aligned: Factors, scaling: float) -> tuple[torch.Tensor, float]:
+        """The new A (= A C_in) of one module and the cosine of the projected update."""
+        return core.safelora_nlsr(*tuned, *aligned)
 
     def choose(self, cosines: torch.Tensor, options: RealignOptions) -> tuple[torch.Tensor, float, str]:
         """Every module with cosine < tau (default 0.6)."""

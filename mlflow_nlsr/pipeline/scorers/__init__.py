@@ -6,6 +6,13 @@ variant (a mask per LoRA factor) and its full-weight variant (a mask per dense m
 :class:`~mlflow_nlsr.pipeline.scorers.base.Scorer` subclass plus one entry point in ``setup.cfg``.
 """
 
-from mlflow_nlsr.pipeline.scorers.base import Evidence, FullScoring, Scorer, scorer_for
+from mlflow_nlsr.pipeline.scorers.base import (
+    Evidence,
+    FactorContext,
+    FullScoring,
+    ModuleContext,
+    Scorer,
+    scorer_for,
+)
 
-__all__ = ["Evidence", "FullScoring", "Scorer", "scorer_for"]
+__all__ = ["Evidence", "FactorContext", "FullScoring", "ModuleContext", "Scorer", "scorer_for"]

@@ -14,12 +14,11 @@ import torch
 
 from mlflow_nlsr import core
 from mlflow_nlsr.errors import CalibrationError, ConfigError
-from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline.activations import actsvd_reference_projections
 from mlflow_nlsr.pipeline.full.activations import capture_grams
 from mlflow_nlsr.pipeline.full.scoring import kept_rank_for
 from mlflow_nlsr.pipeline.projection_cache import ProjectionCache
-from mlflow_nlsr.pipeline.scorers.base import Evidence, FullScoring, Scorer
+from mlflow_nlsr.pipeline.scorers.base import Evidence, FactorContext, FullScoring, ModuleContext, Scorer
 
 if TYPE_CHECKING:
     from mlflow_nlsr.pipeline.methods.base import LoraRun
@@ -47,14 +46,12 @@ class ActSVDScorer(Scorer):
                 cache.put(key, cached)
         return Evidence(projected=cached[0], data=dict(cached[1]))
 
-    def factor_mask(
-        self, key: str, reference: torch.Tensor, options: RealignOptions, *, per: str, evidence: Evidence,
-        generator: torch.Generator,
-    ) -> torch.Tensor:  # fmt: skip
+    def factor_mask(self, key: str, reference: torch.Tensor, ctx: FactorContext) -> torch.Tensor:
         """Top entries of the projected factor."""
-        if evidence.projected is None or key not in evidence.projected:
+        projected = ctx.evidence.projected
+        if projected is None or key not in projected:
             raise ConfigError(f"actsvd scorer: no projected factor for {key}")
-        return core.top_mask(evidence.projected[key], options.sparsity, per=per)
+        return core.top_mask(projected[key], ctx.options.sparsity, per=ctx.per)
 
     def full_evidence(self, run: FullScoring) -> Evidence:
         """The Gram matrices of every linear module's input on the calibration data."""
@@ -64,12 +61,9 @@ class ActSVDScorer(Scorer):
         )  # fmt: skip
         return Evidence(grams=(path, alias), data=data)
 
-    def full_scores(
-        self, key: str, delta_e: torch.Tensor, options: RealignOptions, *, gram: torch.Tensor | None,
-        rank_cap: int,
-    ) -> torch.Tensor:  # fmt: skip
+    def full_scores(self, key: str, delta_e: torch.Tensor, ctx: ModuleContext) -> torch.Tensor:
         """ΔW_e projected onto the top-k subspace of its output activations."""
-        if gram is None:
+        if ctx.gram is None:
             raise CalibrationError(f"actsvd needs the calibration Gram matrix of {key}; none was captured")
-        keep = kept_rank_for(tuple(delta_e.shape), options, rank_cap)
-        return core.actsvd_project(delta_e.float(), gram, keep)
+        keep = kept_rank_for(tuple(delta_e.shape), ctx.options, ctx.rank_cap)
+        return core.actsvd_project(delta_e.float(), ctx.gram, keep)

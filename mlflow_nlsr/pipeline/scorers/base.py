@@ -35,6 +35,29 @@ class Evidence:
 
 
 @dataclass(frozen=True)
+class FactorContext:
+    """What the factor masks of one LoRA-mode run share."""
+
+    options: RealignOptions
+    #: top-k granularity (D3): "matrix" (official variant) or "row" (paper)
+    per: str
+    evidence: Evidence
+    #: shared by the factors of one run, in module order (the random control)
+    generator: torch.Generator
+
+
+@dataclass(frozen=True)
+class ModuleContext:
+    """What the mask of one dense module needs in full-weight mode."""
+
+    options: RealignOptions
+    #: the module input's Gram matrix [d_in, d_in] (actsvd)
+    gram: torch.Tensor | None = None
+    #: the dense update counts as a LoRA of at most this rank when choosing the kept rank
+    rank_cap: int = RANK_CAP
+
+
+@dataclass(frozen=True)
 class FullScoring:
     """What a scorer gets in full-weight mode before the streaming passes."""
 
@@ -64,33 +87,20 @@ class Scorer(ABC):
         return Evidence()
 
     @abstractmethod
-    def factor_mask(
-        self, key: str, reference: torch.Tensor, options: RealignOptions, *, per: str, evidence: Evidence,
-        generator: torch.Generator,
-    ) -> torch.Tensor:  # fmt: skip
-        """LoRA mode: the bool mask of one reference factor `key` (top-k per ``per``: matrix or row).
-
-        `generator` is shared by the factors of one run, in module order (the random control).
-        """
+    def factor_mask(self, key: str, reference: torch.Tensor, ctx: FactorContext) -> torch.Tensor:
+        """LoRA mode: the bool mask of one reference factor `key` (top-k per ``ctx.per``)."""
 
     def full_evidence(self, run: FullScoring) -> Evidence:
         """Full-weight mode: measure what the masks need (default: nothing)."""
         return Evidence()
 
-    def full_scores(
-        self, key: str, delta_e: torch.Tensor, options: RealignOptions, *, gram: torch.Tensor | None,
-        rank_cap: int,
-    ) -> torch.Tensor:  # fmt: skip
+    def full_scores(self, key: str, delta_e: torch.Tensor, ctx: ModuleContext) -> torch.Tensor:
         """Full-weight mode: per-entry scores [d_out, d_in] of the reference update ΔW_e of `key`."""
-        raise ConfigError(f"scorer {options.scorer!r} has no full-weight scores")
+        raise ConfigError(f"scorer {ctx.options.scorer!r} has no full-weight scores")
 
-    def full_mask(
-        self, key: str, delta_e: torch.Tensor, options: RealignOptions, *, gram: torch.Tensor | None = None,
-        rank_cap: int = RANK_CAP,
-    ) -> torch.Tensor:  # fmt: skip
+    def full_mask(self, key: str, delta_e: torch.Tensor, ctx: ModuleContext) -> torch.Tensor:
         """Full-weight mode: the bool mask [d_out, d_in] of one module (True = transplant)."""
-        scores = self.full_scores(key, delta_e, options, gram=gram, rank_cap=rank_cap)
-        return mask_from_scores(scores, options)
+        return mask_from_scores(self.full_scores(key, delta_e, ctx), ctx.options)
 
 
 def scorer_for(options: RealignOptions) -> Scorer:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 
 from mlflow_nlsr import core
-from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.pipeline.scorers.base import Evidence, Scorer
+from mlflow_nlsr.pipeline.scorers.base import FactorContext, ModuleContext, Scorer
 
 
 class MagnitudeScorer(Scorer):
@@ -14,16 +13,10 @@ class MagnitudeScorer(Scorer):
 
     summary = "largest entries of the reference update; data-free"
 
-    def factor_mask(
-        self, key: str, reference: torch.Tensor, options: RealignOptions, *, per: str, evidence: Evidence,
-        generator: torch.Generator,
-    ) -> torch.Tensor:  # fmt: skip
+    def factor_mask(self, key: str, reference: torch.Tensor, ctx: FactorContext) -> torch.Tensor:
         """Top |A_e| or |B_e| entries."""
-        return core.magnitude_mask(reference, options.sparsity, per=per)
+        return core.magnitude_mask(reference, ctx.options.sparsity, per=ctx.per)
 
-    def full_scores(
-        self, key: str, delta_e: torch.Tensor, options: RealignOptions, *, gram: torch.Tensor | None,
-        rank_cap: int,
-    ) -> torch.Tensor:  # fmt: skip
+    def full_scores(self, key: str, delta_e: torch.Tensor, ctx: ModuleContext) -> torch.Tensor:
         """ΔW_e itself (its magnitude ranks the entries)."""
         return delta_e

@@ -5,29 +5,19 @@ from __future__ import annotations
 import torch
 
 from mlflow_nlsr import core
-from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.pipeline.full.scoring import RANK_CAP, module_seed
-from mlflow_nlsr.pipeline.scorers.base import Evidence, Scorer
+from mlflow_nlsr.pipeline.full.scoring import module_seed
+from mlflow_nlsr.pipeline.scorers.base import FactorContext, ModuleContext
+from mlflow_nlsr.pipeline.scorers.magnitude import MagnitudeScorer
 
 
-class RandomScorer(Scorer):
+class RandomScorer(MagnitudeScorer):
     """Random safety-critical entries (or rows) at the same budget: does the choice of neurons matter?"""
 
     summary = "random entries at the same budget; a control"
 
-    def factor_mask(
-        self, key: str, reference: torch.Tensor, options: RealignOptions, *, per: str, evidence: Evidence,
-        generator: torch.Generator,
-    ) -> torch.Tensor:  # fmt: skip
-        """The magnitude mask's entry count, shuffled with the run's generator."""
-        budget = core.magnitude_mask(reference, options.sparsity, per=per)
-        return core.random_mask_like(budget, generator)
-
-    def full_mask(
-        self, key: str, delta_e: torch.Tensor, options: RealignOptions, *, gram: torch.Tensor | None = None,
-        rank_cap: int = RANK_CAP,
-    ) -> torch.Tensor:  # fmt: skip
+    def full_mask(self, key: str, delta_e: torch.Tensor, ctx: ModuleContext) -> torch.Tensor:
         """A seeded random mask per module (seed from the run seed and the weight name)."""
+        options = ctx.options
         gen = torch.Generator().manual_seed(module_seed(options.seed, key))
         d_out, d_in = tuple(delta_e.shape)
         if options.neuron == "row":
@@ -38,3 +28,7 @@ class RandomScorer(Scorer):
         budget = torch.zeros(d_out * d_in, dtype=torch.bool)
         budget[: d_out * d_in - int(d_out * d_in * options.sparsity)] = True
         return core.random_mask_like(budget, gen).reshape(d_out, d_in).to(delta_e.device)
+
+    def factor_mask(self, key: str, reference: torch.Tensor, ctx: FactorContext) -> torch.Tensor:
+        """The magnitude mask's entry count, shuffled with the run's generator."""
+        return core.random_mask_like(super().factor_mask(key, reference, ctx), ctx.generator)
