@@ -30,7 +30,7 @@ class ExtensionPoint(Generic[T]):
             (options.py) can then own the point and validate names without importing torch code;
             the class is imported on the first :meth:`get` or :meth:`register`.
         error: the error raised for an unknown name (a subclass of NLSRError).
-        hint: appended to the unknown-name message (e.g. which plugin to install for a known name).
+        hints: name -> text added to the unknown-name message (e.g. the plugin that provides it).
 
     """
 
