@@ -75,7 +75,7 @@ def build_models(root: Path, depth: int) -> dict[str, Path]:
 
 def _samples(base: Path):
     from mlflow_nlsr.pipeline import actsvd_data
-    from mlflow_nlsr.pipeline.models import load_tokenizer
+    from mlflow_nlsr.pipeline.loading import load_tokenizer
 
     tok = load_tokenizer(base)
     pairs = actsvd_data.load_pairs(actsvd_data.default_calibration_path())
@@ -100,8 +100,8 @@ def run_lora(paths: dict[str, Path], path: str) -> None:
 
     from mlflow_nlsr.io import read_adapter
     from mlflow_nlsr.pipeline.activations import actsvd_projections, make_batches
+    from mlflow_nlsr.pipeline.loading import load_adapted_model
     from mlflow_nlsr.pipeline.lora_blockwise import blockwise_projections
-    from mlflow_nlsr.pipeline.models import load_adapted_model
 
     adapter = read_adapter(paths["adapter"])
     tok, samples = _samples(paths["base"])

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mlflow_nlsr.report_sections import calibration_search
+
 REALIGNED = "nlsr.realigned"
 STATUS = "nlsr.status"
 REALIGNED_VERSION = "nlsr.realigned_version"
@@ -61,9 +63,9 @@ def realigned_tags(
     costs = report.get("costs")
     if isinstance(costs, Mapping):  # what the job ran on (service/costs.py)
         tags["nlsr.device"], tags["nlsr.dtype"] = str(costs.get("device")), str(costs.get("dtype"))
-    calibration = report.get("calibration")
-    if isinstance(calibration, Mapping) and "attempts" in calibration:
-        tags["nlsr.calibration.attempts"] = str(len(calibration["attempts"]))
+    search = calibration_search(report)
+    if search is not None:
+        tags["nlsr.calibration.attempts"] = str(len(search["attempts"]))
     for role, values in metrics.items():
         prefix = "nlsr.gate." if role == "realigned" else f"nlsr.gate.{role}."
         for metric, value in values.items():

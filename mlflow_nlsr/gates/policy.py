@@ -23,7 +23,7 @@ from typing import Any
 
 from mlflow_nlsr.errors import ConfigError, GateError
 from mlflow_nlsr.gates.catalog import DEFAULT_SUITES
-from mlflow_nlsr.options import check_device, check_dtype
+from mlflow_nlsr.placement import check_device, check_dtype
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "default_gates.yaml"
 OPERATORS: dict[str, Callable[[float, float], bool]] = {

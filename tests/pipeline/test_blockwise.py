@@ -12,8 +12,8 @@ from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline.activations import actsvd_projections, make_batches
 from mlflow_nlsr.pipeline.actsvd_data import encode_pairs, load_pairs
 from mlflow_nlsr.pipeline.blockwise import BlockStream
+from mlflow_nlsr.pipeline.loading import load_adapted_model, load_tokenizer, resolve, resolve_device
 from mlflow_nlsr.pipeline.lora_blockwise import blockwise_projections, supports_blockwise
-from mlflow_nlsr.pipeline.models import load_adapted_model, load_tokenizer, resolve, resolve_device
 
 
 @pytest.fixture()
