@@ -13,8 +13,7 @@ from mlflow_nlsr.gates.policy import parse_gate_config
 
 @pytest.fixture
 def without_vllm_plugin(monkeypatch):
-    points = BACKENDS._entry_points()
-    points.pop("vllm", None)
+    points = {k: v for k, v in BACKENDS._entry_points().items() if k != "vllm"}  # a copy: the cache stays
     monkeypatch.setattr(BACKENDS, "_entry_points", lambda: points)
 
 

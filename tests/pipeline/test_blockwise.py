@@ -56,7 +56,7 @@ def test_blockwise_lora_projections_match_the_whole_model_path(calibration, vari
 
 
 def test_realign_lora_records_the_blockwise_device_and_dtype(official_run):
-    calibration = official_run.report["calibration"]
+    calibration = official_run.report["actsvd_data"]
     assert calibration["blockwise"] is True
     assert calibration["device"] == "cpu" and calibration["dtype"] == "float32"
 
