@@ -13,6 +13,8 @@ Example::
         aligned_uri: models:/smollm2-aligned@safe
         target_name: null        # register realigned versions under another name (default: same name)
         alias: safe
+        promotion: manual        # auto (default) | manual: a person approves (`mlflow nlsr approve`)
+        candidate_alias: null    # manual: alias of the version awaiting approval (default <alias>-candidate)
         realign: {selection: all}
 
 Version tags override the file so a version can describe itself: ``nlsr.base_uri``,
@@ -30,6 +32,8 @@ from typing import Any
 from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.options import RealignOptions
 
+PROMOTION_MODES = ("auto", "manual")
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -43,8 +47,22 @@ class Rule:
     gate_config: str | None = None
     gate_limit: int | None = None
     promote: bool = True
+    promotion: str = "auto"
+    candidate_alias: str | None = None
     realign: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.promotion not in PROMOTION_MODES:
+            raise ConfigError(
+                f"rule {self.match!r}: promotion must be one of {list(PROMOTION_MODES)}, "
+                f"got {self.promotion!r}"
+            )
+
+    @property
+    def candidate(self) -> str:
+        """The alias a version awaiting approval carries (``<alias>-candidate`` unless configured)."""
+        return self.candidate_alias or f"{self.alias}-candidate"
 
     def options(self, **overrides: Any) -> RealignOptions:
         """The realignment options of this rule with `overrides` (None values ignored) applied."""

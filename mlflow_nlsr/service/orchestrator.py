@@ -27,6 +27,7 @@ from mlflow_nlsr.io.hashing import sha256_dir
 from mlflow_nlsr.pipeline import realign
 from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model, resolve_to_local
 from mlflow_nlsr.rules import Resolved, Rules
+from mlflow_nlsr.service import promotion
 from mlflow_nlsr.service.calibration_job import calibrate_job, calibration_reasons
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.intake import enqueue_version
@@ -91,18 +92,21 @@ class NLSRService:
     ) -> Outcome:
         """Run the whole job for one version now; return its outcome (idempotent: a done job is reported)."""
         info = self.client.get_version(name, version)
-        job = self.enqueue(name, info.version, trigger=trigger, actor=actor, tags=info.tags)
+        job = enqueue_version(
+            self.store, self.client, name, info.version, trigger=trigger, actor=actor, tags=info.tags,
+            registered_by=self.client.registering_user(info),
+        )  # fmt: skip
         if job is None:
             raise ConfigError(
                 f"{info.uri} was registered by NLSR (nlsr.realigned=true); realigned "
                 "versions are never realigned again"
             )
-        if job.terminal:
+        if job.settled:  # done, or parked awaiting approval
             return Outcome.of(job)
         claimed = self.store.claim(self.settings.worker_id, self.settings.lease_seconds, job_id=job.id)
         if claimed is None:
             current = self.store.get_by_id(job.id) or job
-            if current.terminal:
+            if current.settled:
                 return Outcome.of(current)
             raise JobStoreError(
                 f"{info.uri}: job {job.id} is {current.state} and leased by "
@@ -162,6 +166,8 @@ class NLSRService:
     def _execute(self, job: Job, beat: Heartbeat) -> Outcome:
         name, version, worker = job.model_name, job.version, self.settings.worker_id
         info = self.client.get_version(name, version)
+        if job.registered_by is None:  # queued by a webhook: learn who registered the version now
+            self.store.note_registered_by(job.id, self.client.registering_user(info))
         if is_realigned(info):
             return self._skip(job, "version was registered by NLSR (nlsr.realigned=true)")
         overrides = {
@@ -180,7 +186,7 @@ class NLSRService:
                 "nlsr.base_uri/nlsr.aligned_uri tags",
             )
         options = resolved.rule.options(**dict(self.settings.realign_overrides))
-        job_dir = Path(self.settings.work_dir) / "jobs" / _slug(name) / str(version)
+        job_dir = job_work_dir(Path(self.settings.work_dir), name, version)
         self._tag_source(name, version, {lineage.STATUS: str(job.state)})
         base = resolve_to_local(resolved.base_uri, Path(self.settings.work_dir) / "inputs", self.client)
         aligned = resolve_to_local(resolved.aligned_uri, Path(self.settings.work_dir) / "inputs", self.client)
@@ -227,21 +233,16 @@ class NLSRService:
         beat.check()
         passed = bool(result["verdict"]["passed"])
         target = resolved.rule.target_name or name
-        if passed and self.settings.promote and resolved.rule.promote:
-            self.client.set_alias(target, resolved.rule.alias, new_version)
-            state = JobState.PROMOTED
-            reasons = list(result.get("reasons", []))
-        elif passed:  # promotion switched off: registered and gated, the alias stays where it is
-            state = JobState.REGISTERED
-            reasons = ["gates passed; promotion disabled (--no-promote or rule promote: false)"]
-        else:
-            state = JobState.REJECTED
-            reasons = list(result.get("reasons", []))
-        tags = {lineage.STATUS: state.value, lineage.REALIGNED_VERSION: f"{target}/{new_version}"}
+        # auto / manual promotion, alias history, never backwards: service/promotion.py
+        decision = promotion.conclude(self, job, resolved.rule, target, new_version, result)
+        tags = {lineage.STATUS: decision.state.value, lineage.REALIGNED_VERSION: f"{target}/{new_version}"}
         if not passed:
             tags[lineage.REASONS] = lineage.reasons_text(result["verdict"])
         self._tag_source(name, version, tags)
-        done = self.store.finish(job.id, worker, state, reasons=reasons, realigned_version=new_version)
+        done = self.store.finish(
+            job.id, worker, decision.state, reasons=decision.reasons, realigned_version=new_version,
+            result={**result, "promotion": decision.promotion},
+        )  # fmt: skip
         return Outcome.of(done)
 
     # -- steps -----------------------------------------------------------------------------
@@ -348,6 +349,11 @@ class NLSRService:
             if not quiet:
                 raise
             log.warning("could not tag %s/%s with %s", name, version, dict(tags))
+
+
+def job_work_dir(work_dir: Path, name: str, version: str | int) -> Path:
+    """The work dir of one job (inputs, realigned output, gate results)."""
+    return work_dir / "jobs" / _slug(name) / str(version)
 
 
 def _slug(name: str) -> str:
