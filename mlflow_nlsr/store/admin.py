@@ -114,6 +114,7 @@ class AdminStore(StoreBase):
         by the alias. Moves recorded with :meth:`record_alias_move` inside the block commit with it.
         """
         with self._write() as s:
+            s.connection()  # begin now: on SQLite this BEGIN IMMEDIATE is the lock (sessions begin lazily)
             if s.get_bind().dialect.name == "postgresql":
                 key = int.from_bytes(
                     hashlib.sha256(f"{model_name}@{alias}".encode()).digest()[:8], "big", signed=True
