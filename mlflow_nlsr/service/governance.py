@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlflow_nlsr import lineage
 from mlflow_nlsr.errors import GovernanceError, NotAwaitingApproval
+from mlflow_nlsr.service.notify import notify_job
 from mlflow_nlsr.service.promotion import move_alias
 from mlflow_nlsr.service.settings import Outcome
 from mlflow_nlsr.store.models import Job
@@ -83,6 +84,7 @@ def approve(
     )  # fmt: skip
     _clear_candidate(service, promo, actor, job)
     _tag(service, job, {lineage.STATUS: JobState.PROMOTED.value, APPROVED_BY: actor})
+    notify_job(service.store, service.rules.notify, done, actor=actor, reasons=notes)
     return Outcome.of(done)
 
 
@@ -98,6 +100,7 @@ def reject(service: NLSRService, name: str, version: str, *, actor: str, reason:
     _clear_candidate(service, promo, actor, job)
     _tag(service, job, {lineage.STATUS: JobState.REJECTED.value, lineage.REASONS: reason[: lineage.MAX_TAG],
                         APPROVED_BY: actor})  # fmt: skip
+    notify_job(service.store, service.rules.notify, done, actor=actor, reasons=[reason])
     return Outcome.of(done)
 
 

@@ -27,10 +27,12 @@ from mlflow_nlsr.io.hashing import sha256_dir
 from mlflow_nlsr.pipeline import realign
 from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model, resolve_to_local
 from mlflow_nlsr.rules import Resolved, Rules
-from mlflow_nlsr.service import promotion
+from mlflow_nlsr.service import model_card, promotion
 from mlflow_nlsr.service.calibration_job import calibrate_job, calibration_reasons
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.intake import enqueue_version
+from mlflow_nlsr.service.notify import notify_job
+from mlflow_nlsr.service.poller import poll_registry
 from mlflow_nlsr.service.preflight import check_job_inputs
 from mlflow_nlsr.service.settings import Outcome, Settings
 from mlflow_nlsr.store.models import Job
@@ -78,14 +80,9 @@ class NLSRService:
             self.store, self.client, name, version, trigger=trigger, actor=actor, tags=tags
         )
 
-    def poll_once(self, name_glob: str | None = None) -> list[Job]:
-        """Enqueue every version that has no ``nlsr.status`` tag yet (the safety net for lost webhooks)."""
-        jobs = []
-        for info in self.client.search_versions_without_tag(lineage.STATUS, name_glob):
-            job = self.enqueue(info.name, info.version, trigger="poller", actor="poller", tags=info.tags)
-            if job is not None:
-                jobs.append(job)
-        return jobs
+    def poll_once(self, name_glob: str | None = None, *, since: str | None = None) -> list[Job]:
+        """Enqueue new versions without an ``nlsr.status`` tag (service/poller.py: watermark, ``since``)."""
+        return poll_registry(self.store, self.client, name_glob, since=since)
 
     def process_version(
         self, name: str, version: str | int, *, trigger: str = "cli", actor: str = "cli"
@@ -161,6 +158,7 @@ class NLSRService:
                     {lineage.STATUS: "failed", lineage.ERROR: reason[: lineage.MAX_TAG]},
                     quiet=True,
                 )
+                notify_job(self.store, self.rules.notify, failed)
             return Outcome.of(failed, (reason,))
 
     def _execute(self, job: Job, beat: Heartbeat) -> Outcome:
@@ -241,8 +239,9 @@ class NLSRService:
         self._tag_source(name, version, tags)
         done = self.store.finish(
             job.id, worker, decision.state, reasons=decision.reasons, realigned_version=new_version,
-            result={**result, "promotion": decision.promotion},
+            result={**result, "promotion": decision.promotion, "reasons": decision.reasons},
         )  # fmt: skip
+        notify_job(self.store, self.rules.notify, done)  # never raises (service/notify.py)
         return Outcome.of(done)
 
     # -- steps -----------------------------------------------------------------------------
@@ -301,14 +300,13 @@ class NLSRService:
         )
         if isinstance(report.get("calibration"), Mapping) and "attempts" in report["calibration"]:
             tags.update(calibration_tags(report["calibration"]))  # not ActSVD's calibration-data section
-        card = lineage.model_card(
-            source_uri=source_uri,
-            base_uri=resolved.base_uri,
-            aligned_uri=resolved.aligned_uri,
-            report=report,
-            verdict=result["verdict"],
-            metrics=result["metrics"],
-        )
+        card = model_card.render(
+            model_card.CardInputs(
+                source_uri, resolved.base_uri, resolved.aligned_uri, report, result["verdict"],
+                result["metrics"], model_card.read_gate_summary(job_dir / "gates"), job.registered_by, job.id,
+            )
+        )  # fmt: skip
+        (job_dir / "realigned" / model_card.CARD_NAME).write_text(card)  # logged with the weights
         model_id, version = log_local_model(
             job_dir / "realigned",
             name=f"{_slug(job.model_name)}-v{job.version}-nlsr",

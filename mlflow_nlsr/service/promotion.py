@@ -59,12 +59,12 @@ def conclude(
     if rule.promotion == "manual":
         move_alias(service, target, rule.candidate, new_version, action="candidate", actor=actor, job=job)
         why = f"gates passed; awaiting approval ({target}@{rule.candidate} -> {new_version})"
-        return Decision(JobState.AWAITING_APPROVAL, [why], info)
+        return Decision(JobState.AWAITING_APPROVAL, [why, *reasons], info)
     move = move_alias(
         service, target, rule.alias, new_version, action="promote", actor=actor, job=job, guard=True
     )
     if not move.moved:
-        return Decision(JobState.REGISTERED, [move.reason], info)
+        return Decision(JobState.REGISTERED, [move.reason, *reasons], info)
     return Decision(JobState.PROMOTED, reasons, info)
 
 
