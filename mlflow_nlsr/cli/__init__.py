@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "requeue": "mlflow_nlsr.cli.governance:requeue",
     "cancel": "mlflow_nlsr.cli.governance:cancel",
     "verify": "mlflow_nlsr.cli.verify:verify",
+    "gc": "mlflow_nlsr.cli.governance:gc",
     "watch": "mlflow_nlsr.cli.triggers:watch",
     "serve": "mlflow_nlsr.cli.triggers:serve",
     "webhook": "mlflow_nlsr.cli.triggers:webhook",

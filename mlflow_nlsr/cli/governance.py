@@ -1,4 +1,4 @@
-"""``mlflow nlsr approve | reject | rollback | requeue | cancel``: decisions people take, each audited."""
+"""``mlflow nlsr approve | reject | rollback | requeue | cancel | gc``: decisions people take (audited)."""
 
 from __future__ import annotations
 
@@ -173,3 +173,33 @@ def cancel(
     _report(outcome, as_json)
     if outcome.state != "cancelled":
         sys.exit(1)
+
+
+@click.command()
+@click.option(
+    "--failed-days",
+    type=float,
+    default=7.0,
+    show_default=True,
+    help="Keep failed/cancelled work dirs this long.",
+)
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
+@with_service
+@json_option
+@handle_errors
+def gc(failed_days: float, dry_run: bool, svc_args: dict[str, Any], as_json: bool) -> None:
+    """Free disk: remove settled jobs' work dirs, failed ones after --failed-days, stale downloads."""
+    from mlflow_nlsr.service.retention import collect
+    from mlflow_nlsr.service.settings import Settings
+    from mlflow_nlsr.store.repository import JobStore
+
+    settings = Settings(store_url=svc_args["store_url"], work_dir=svc_args["work_dir"])
+    report = collect(JobStore(settings.resolved_store_url()), settings.work_dir, failed_days=failed_days,
+                     dry_run=dry_run)  # fmt: skip
+    if as_json:
+        echo_json(report.to_dict())
+        return
+    verb = "would remove" if dry_run else "removed"
+    for path in report.removed:
+        click.echo(f"{verb} {path}")
+    click.echo(f"{verb} {len(report.removed)} path(s), {report.freed_bytes / 1e6:.1f} MB")

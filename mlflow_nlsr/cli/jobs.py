@@ -241,7 +241,7 @@ def audit(
             fh.write(text)
         click.echo(f"wrote {output}")
     else:
-        click.echo(text)
+        click.echo(text, nl=not text.endswith("\n"))
 
 
 def _utc(value: datetime | None) -> datetime | None:

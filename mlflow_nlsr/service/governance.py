@@ -30,7 +30,7 @@ from mlflow_nlsr import lineage
 from mlflow_nlsr.errors import GovernanceError, NotAwaitingApproval
 from mlflow_nlsr.service.notify import notify_job
 from mlflow_nlsr.service.promotion import move_alias
-from mlflow_nlsr.service.settings import Outcome
+from mlflow_nlsr.service.settings import Outcome, job_work_dir
 from mlflow_nlsr.store.models import Job
 from mlflow_nlsr.store.states import JobState
 
@@ -138,8 +138,6 @@ def previous_promoted(service: NLSRService, model: str, alias: str, held: str | 
 def requeue(service: NLSRService, name: str, version: str, *, actor: str) -> Outcome:
     """Queue a failed, skipped or cancelled job again from scratch (its work dir is removed)."""
     job = service.store.requeue(name, version, actor=actor)
-    from mlflow_nlsr.service.orchestrator import job_work_dir  # lazy: the orchestrator imports torch
-
     shutil.rmtree(
         job_work_dir(Path(service.settings.work_dir), job.model_name, job.version), ignore_errors=True
     )

@@ -34,7 +34,8 @@ from mlflow_nlsr.service.intake import enqueue_version
 from mlflow_nlsr.service.notify import notify_job
 from mlflow_nlsr.service.poller import poll_registry
 from mlflow_nlsr.service.preflight import check_job_inputs
-from mlflow_nlsr.service.settings import Outcome, Settings
+from mlflow_nlsr.service.settings import Outcome, Settings, job_work_dir
+from mlflow_nlsr.service.settings import slug as _slug
 from mlflow_nlsr.store.models import Job
 from mlflow_nlsr.store.repository import JobStore
 from mlflow_nlsr.store.states import JobState
@@ -347,15 +348,6 @@ class NLSRService:
             if not quiet:
                 raise
             log.warning("could not tag %s/%s with %s", name, version, dict(tags))
-
-
-def job_work_dir(work_dir: Path, name: str, version: str | int) -> Path:
-    """The work dir of one job (inputs, realigned output, gate results)."""
-    return work_dir / "jobs" / _slug(name) / str(version)
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def _short_hash(text: str) -> str:

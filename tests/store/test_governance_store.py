@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 
 from mlflow_nlsr.errors import JobStoreError
-from mlflow_nlsr.store import JobState
+from mlflow_nlsr.store import JobState, JobStore
 from mlflow_nlsr.store.chain import GENESIS
 
 
@@ -127,3 +127,20 @@ def test_events_filter_by_model_and_time_window(store, clock):
     since = clock.now - timedelta(seconds=1)
     assert [e.event for e in store.events("chat", since=since)] == ["b"]
     assert [e.event for e in store.events(until=since)] == ["a"]
+
+
+def test_rows_written_before_migration_0002_are_reported_unchained_and_the_chain_starts_after(store_url):
+    from alembic import command
+
+    from mlflow_nlsr.store.engine import _alembic_config
+
+    with JobStore(store_url, auto_migrate=False) as old, old.engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0001")
+        conn.execute(text(
+            "INSERT INTO nlsr_audit_events (at, model_name, version, actor, event) "
+            "VALUES ('2025-01-01 00:00:00', 'chat', '1', 'legacy', 'enqueued')"
+        ))  # fmt: skip
+    with JobStore(store_url) as store:
+        store.audit("note", actor="carol", model_name="chat", version=1)
+        report = store.verify_chain()
+    assert report.ok and (report.unchained, report.checked) == (1, 1)
