@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # its session-id bookkeeping races upload threads
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -37,6 +38,7 @@ def main() -> None:
                           "aligned_uri": "models:/tiny-aligned/1", "gate_config": str(tmp / "gates.yaml"),
                           "promotion": "manual"}]}  # fmt: skip
     (tmp / "nlsr.yaml").write_text(yaml.safe_dump(config))
+    (tmp / "server").mkdir()
     with running_server(tmp / "server") as srv:
         client = RegistryClient(srv.url)
         log_local_model(base, name="tiny-base", registered_model_name="tiny-base", client=client)

@@ -85,7 +85,7 @@ def approve(
     _clear_candidate(service, promo, actor, job)
     _tag(service, job, {lineage.STATUS: JobState.PROMOTED.value, APPROVED_BY: actor})
     notify_job(service.store, service.rules.notify, done, actor=actor, reasons=notes)
-    return Outcome.of(done)
+    return Outcome.of(done, tuple(notes))
 
 
 def reject(service: NLSRService, name: str, version: str, *, actor: str, reason: str) -> Outcome:
@@ -101,7 +101,7 @@ def reject(service: NLSRService, name: str, version: str, *, actor: str, reason:
     _tag(service, job, {lineage.STATUS: JobState.REJECTED.value, lineage.REASONS: reason[: lineage.MAX_TAG],
                         APPROVED_BY: actor})  # fmt: skip
     notify_job(service.store, service.rules.notify, done, actor=actor, reasons=[reason])
-    return Outcome.of(done)
+    return Outcome.of(done, (f"rejected by {actor}: {reason}",))
 
 
 def rollback(
