@@ -31,8 +31,8 @@ from mlflow_nlsr.errors import GovernanceError, NotAwaitingApproval
 from mlflow_nlsr.service.notify import notify_job
 from mlflow_nlsr.service.promotion import move_alias
 from mlflow_nlsr.service.settings import Outcome, job_work_dir
-from mlflow_nlsr.store.models import Job
 from mlflow_nlsr.store.states import JobState
+from mlflow_nlsr.store.tables import Job
 
 if TYPE_CHECKING:
     from mlflow_nlsr.service.orchestrator import NLSRService

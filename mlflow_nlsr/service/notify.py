@@ -22,8 +22,8 @@ from typing import Any
 
 from mlflow_nlsr.registry.webhook import DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 from mlflow_nlsr.rules import NotifyTarget
-from mlflow_nlsr.store.models import Job
 from mlflow_nlsr.store.repository import JobStore
+from mlflow_nlsr.store.tables import Job
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from mlflow_nlsr import lineage
 from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.registry.client import RegistryClient
 from mlflow_nlsr.service.intake import enqueue_version
-from mlflow_nlsr.store.models import Job
 from mlflow_nlsr.store.repository import JobStore
+from mlflow_nlsr.store.tables import Job
 
 START_MARK = "*"
 OVERLAP_MS = 60_000

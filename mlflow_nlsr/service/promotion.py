@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 from mlflow_nlsr import lineage
 from mlflow_nlsr.registry.client import VersionInfo
 from mlflow_nlsr.rules import Rule
-from mlflow_nlsr.store.models import Job
 from mlflow_nlsr.store.states import JobState
+from mlflow_nlsr.store.tables import Job
 
 if TYPE_CHECKING:
     from mlflow_nlsr.service.orchestrator import NLSRService

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 from mlflow_nlsr.errors import JobStoreError
 from mlflow_nlsr.store._base import StoreBase, job_key
 from mlflow_nlsr.store.chain import ChainReport, verify_rows
-from mlflow_nlsr.store.models import AliasMove, AuditEvent, Job, Watermark
 from mlflow_nlsr.store.states import (
     PARKED_STATES,
     REQUEUEABLE_STATES,
@@ -26,6 +25,7 @@ from mlflow_nlsr.store.states import (
     check_transition,
     parse_state,
 )
+from mlflow_nlsr.store.tables import AliasMove, AuditEvent, Job, Watermark
 
 
 class AdminStore(StoreBase):

@@ -22,7 +22,7 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from mlflow_nlsr.errors import JobStoreError
-from mlflow_nlsr.store.models import AuditEvent
+from mlflow_nlsr.store.tables import AuditEvent
 
 GENESIS = "0" * 64
 _PG_AUDIT_LOCK = 0x6E6C7361  # "nlsa"
