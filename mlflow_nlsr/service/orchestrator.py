@@ -308,6 +308,7 @@ class NLSRService:
             verdict=result["verdict"],
             metrics=result["metrics"],
         )
+        card = f"{card}\n\n{lineage.review_link(job.model_name, job.version)}"
         model_id, version = log_local_model(
             job_dir / "realigned",
             name=f"{_slug(job.model_name)}-v{job.version}-nlsr",
@@ -327,7 +328,7 @@ class NLSRService:
             flat,
             params={"verdict": result["verdict"]["passed"]},
             artifacts_dir=gates_dir if gates_dir.exists() else None,
-            run_name=f"nlsr-gates-{_slug(job.model_name)}-v{job.version}",
+            run_name=lineage.gate_run_name(job.model_name, job.version),
         )
         if isinstance(report.get("calibration"), Mapping) and "attempts" in report["calibration"]:
             # one nested run per calibration attempt
@@ -350,8 +351,7 @@ class NLSRService:
             log.warning("could not tag %s/%s with %s", name, version, dict(tags))
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+_slug = lineage.slug
 
 
 def _short_hash(text: str) -> str:
