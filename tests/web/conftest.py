@@ -1,0 +1,129 @@
+"""Web fixtures: a real `mlflow server --app-name nlsr-auth` on loopback with users, a seeded job, and
+headless Chromium driven by Selenium (Debian's chromium + chromium-driver; skipped with the install
+command when they are missing).
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.mlflow_server import MlflowServer, running_server
+from tests.web.seed import Seeded, realigned_dir, seed_rejected
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+INSTALL = "apt-get update && apt-get install -y chromium chromium-driver"
+ADMIN = ("admin", "admin-Pa55word-for-tests")
+READER = ("rita-reader", "reader-Pa55word-1")
+MANAGER = ("max-manager", "manager-Pa55word-1")
+SECRET = "web-test-webhook-secret"
+
+
+@dataclass
+class AuthServer:
+    server: MlflowServer
+    store_url: str
+    work: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+def basic(user: tuple[str, str]) -> dict[str, str]:
+    token = base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
+def _auth_ini(root: Path) -> Path:
+    ini = root / "basic_auth.ini"
+    ini.write_text(
+        "[mlflow]\n"
+        "default_permission = READ\n"
+        f"database_uri = sqlite:///{root / 'basic_auth.db'}\n"
+        f"admin_username = {ADMIN[0]}\n"
+        f"admin_password = {ADMIN[1]}\n"
+        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+    )
+    return ini
+
+
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory) -> AuthServer:
+    """`mlflow server --app-name nlsr-auth` with an admin, a READ-only reader and a manager user."""
+    pytest.importorskip("flask_wtf", reason="needs the auth extra: pip install -e '.[auth]'")
+    root = tmp_path_factory.mktemp("web-server")
+    store_url = f"sqlite:///{root / 'jobs.db'}"
+    env = {
+        "NLSR_STORE_URL": store_url, "NLSR_WORK_DIR": str(root / "w"), "NLSR_WEBHOOK_SECRET": SECRET,
+        "MLFLOW_AUTH_CONFIG_PATH": str(_auth_ini(root)), "MLFLOW_FLASK_SERVER_SECRET_KEY": uuid.uuid4().hex,
+    }  # fmt: skip
+    with running_server(root, app_name="nlsr-auth", extra_env=env) as srv:
+        for user in (READER, MANAGER):
+            resp = requests.post(
+                f"{srv.url}/api/2.0/mlflow/users/create",
+                json={"username": user[0], "password": user[1]}, headers=basic(ADMIN), timeout=30,
+            )  # fmt: skip
+            assert resp.status_code == 200, resp.text
+        resp = requests.post(  # the manager logs models in the Default experiment (and so owns them)
+            f"{srv.url}/api/3.0/mlflow/users/permissions/grant",
+            json={"username": MANAGER[0], "resource_type": "experiment", "resource_id": "0", "permission": "EDIT"},
+            headers=basic(ADMIN), timeout=30,
+        )  # fmt: skip
+        assert resp.status_code == 200, resp.text
+        yield AuthServer(srv, store_url, root / "w")
+
+
+@pytest.fixture(scope="session")
+def seeded(auth_server, tmp_path_factory) -> Seeded:
+    """A fine-tuned version registered by the manager through the server and rejected by its gates."""
+    from mlflow_nlsr.registry.client import RegistryClient
+    from mlflow_nlsr.store.repository import JobStore
+
+    root = tmp_path_factory.mktemp("web-seed")
+    dirs = realigned_dir(root)
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_USERNAME", MANAGER[0])
+    mp.setenv("MLFLOW_TRACKING_PASSWORD", MANAGER[1])
+    try:
+        name = f"web-{uuid.uuid4().hex[:6]}"
+        client = RegistryClient(auth_server.url)
+        with JobStore(auth_server.store_url) as store:
+            seeded = seed_rejected(client, store, name, dirs, root)
+    finally:
+        mp.undo()
+    return seeded
+
+
+@pytest.fixture(scope="session")
+def chrome_driver():
+    """A factory of headless Chromium sessions (each optionally sending one user's Basic credentials)."""
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()) and not shutil.which("chromedriver"):
+        pytest.skip(f"headless Chromium is missing; install it with: {INSTALL}")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="pip install -e '.[dev]' (selenium)")
+    from selenium.webdriver.chrome.service import Service
+
+    drivers = []
+
+    def make(user: tuple[str, str] | None = None):
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600"):
+            options.add_argument(arg)
+        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+        drivers.append(driver)
+        if user is not None:
+            driver.execute_cdp_cmd("Network.enable", {})
+            driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": basic(user)})
+        return driver
+
+    yield make
+    for driver in drivers:
+        driver.quit()
