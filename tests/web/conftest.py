@@ -51,6 +51,9 @@ def _auth_ini(root: Path) -> Path:
         f"admin_username = {ADMIN[0]}\n"
         f"admin_password = {ADMIN[1]}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # each page reads ~5 things through MLflow's REST routes, each checking the password (PBKDF2):
+        # the cache docs/registry.md recommends for nlsr-auth
+        "auth_cache_ttl_seconds = 60\n"
     )
     return ini
 
@@ -72,11 +75,10 @@ def auth_server(tmp_path_factory) -> AuthServer:
                 json={"username": user[0], "password": user[1]}, headers=basic(ADMIN), timeout=30,
             )  # fmt: skip
             assert resp.status_code == 200, resp.text
+        grant = {"username": MANAGER[0], "resource_type": "experiment", "resource_id": "0", "permission": "EDIT"}
         resp = requests.post(  # the manager logs models in the Default experiment (and so owns them)
-            f"{srv.url}/api/3.0/mlflow/users/permissions/grant",
-            json={"username": MANAGER[0], "resource_type": "experiment", "resource_id": "0", "permission": "EDIT"},
-            headers=basic(ADMIN), timeout=30,
-        )  # fmt: skip
+            f"{srv.url}/api/3.0/mlflow/users/permissions/grant", json=grant, headers=basic(ADMIN), timeout=30
+        )
         assert resp.status_code == 200, resp.text
         yield AuthServer(srv, store_url, root / "w")
 
@@ -104,26 +106,28 @@ def seeded(auth_server, tmp_path_factory) -> Seeded:
 
 @pytest.fixture(scope="session")
 def chrome_driver():
-    """A factory of headless Chromium sessions (each optionally sending one user's Basic credentials)."""
+    """Headless Chromium, one session per user (sending that user's Basic credentials; None: anonymous)."""
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()) and not shutil.which("chromedriver"):
         pytest.skip(f"headless Chromium is missing; install it with: {INSTALL}")
     webdriver = pytest.importorskip("selenium.webdriver", reason="pip install -e '.[dev]' (selenium)")
     from selenium.webdriver.chrome.service import Service
 
-    drivers = []
+    drivers: dict[tuple[str, str] | None, object] = {}
 
     def make(user: tuple[str, str] | None = None):
+        if user in drivers:
+            return drivers[user]
         options = webdriver.ChromeOptions()
         options.binary_location = CHROMIUM
         for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600"):
             options.add_argument(arg)
         driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-        drivers.append(driver)
+        drivers[user] = driver
         if user is not None:
             driver.execute_cdp_cmd("Network.enable", {})
             driver.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": basic(user)})
         return driver
 
     yield make
-    for driver in drivers:
-        driver.quit()
+    for driver in drivers.values():
+        driver.quit()  # type: ignore[attr-defined]

@@ -94,7 +94,9 @@ def seed_rejected(client: RegistryClient, store: JobStore, name: str, dirs: tupl
                "metrics": METRICS["realigned"]}  # fmt: skip
     (gates / "realigned" / "metrics.json").write_text(json.dumps(summary))
     flat = {f"{role}.{k}": v for role, values in METRICS.items() for k, v in values.items()}
-    client.log_gate_metrics(model_id, flat, artifacts_dir=gates, run_name=lineage.gate_run_name(name, source.version))
+    client.log_gate_metrics(
+        model_id, flat, artifacts_dir=gates, run_name=lineage.gate_run_name(name, source.version)
+    )
     client.set_version_tags(
         name, source.version,
         {lineage.STATUS: "rejected", lineage.REALIGNED_VERSION: f"{name}/{realigned.version}",

@@ -32,6 +32,7 @@ def _shot(driver, name: str, tmp_path: Path) -> None:
     height = driver.execute_script("return document.body.scrollHeight")
     driver.set_window_size(1280, min(max(height + 40, 600), 4000))
     assert driver.save_screenshot(str(folder / name))
+    driver.set_window_size(1280, 1600)
 
 
 def test_the_jobs_list_shows_the_processed_registration(auth_server, seeded, chrome_driver, tmp_path):
@@ -130,7 +131,9 @@ def test_a_decision_without_the_forms_csrf_token_is_refused(auth_server, seeded)
 
 
 def test_the_webhook_needs_its_signature_not_a_login(auth_server):
-    body = json.dumps({"entity": "registered_model", "action": "created", "timestamp": "t", "data": {}}).encode()
+    body = json.dumps(
+        {"entity": "registered_model", "action": "created", "timestamp": "t", "data": {}}
+    ).encode()
     did, ts = "web-test-delivery", int(time.time())
     headers = {
         "Content-Type": "application/json", W.DELIVERY_ID_HEADER: did, W.TIMESTAMP_HEADER: str(ts),
