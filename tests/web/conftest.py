@@ -75,7 +75,8 @@ def auth_server(tmp_path_factory) -> AuthServer:
                 json={"username": user[0], "password": user[1]}, headers=basic(ADMIN), timeout=30,
             )  # fmt: skip
             assert resp.status_code == 200, resp.text
-        grant = {"username": MANAGER[0], "resource_type": "experiment", "resource_id": "0", "permission": "EDIT"}
+        grant = {"username": MANAGER[0], "resource_type": "experiment", "resource_id": "0"}
+        grant["permission"] = "EDIT"
         resp = requests.post(  # the manager logs models in the Default experiment (and so owns them)
             f"{srv.url}/api/3.0/mlflow/users/permissions/grant", json=grant, headers=basic(ADMIN), timeout=30
         )
