@@ -83,11 +83,9 @@ def nlsr_health() -> Any:
 
 def _actor() -> str:
     """Who created the version: the signed-in MLflow user under ``nlsr-auth``, else the server."""
-    from flask import g, request
+    from flask import g
 
-    user = getattr(g, "mlflow_authenticated_user", None)
-    if user is None and request.authorization is not None:
-        user = request.authorization.username
+    user = getattr(g, "mlflow_authenticated_user", None)  # set only once MLflow's auth checked the password
     return f"mlflow-user:{user}" if user else "mlflow-server"
 
 

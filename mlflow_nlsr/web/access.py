@@ -46,12 +46,10 @@ class BasicAuthAccess(OpenAccess):
     login = True
 
     def user(self) -> str | None:
-        from flask import g, request
+        from flask import g
 
-        user = getattr(g, "mlflow_authenticated_user", None)
-        if user is None and request.authorization is not None:
-            user = request.authorization.username
-        return user
+        user = getattr(g, "mlflow_authenticated_user", None)  # set by the login check (web.auth)
+        return str(user) if user else None
 
     def _permission(self, name: str) -> Any:
         from flask import g
