@@ -94,6 +94,11 @@ def registered_by(events: Iterable[AuditEvent]) -> str | None:
     return next((e.actor for e in events if e.event == "enqueued"), None)
 
 
+def final_decision(events: Sequence[AuditEvent], state: str) -> AuditEvent | None:
+    """The audit event that put the job in its current ``state`` (who decided, when, why), if any."""
+    return next((e for e in reversed(events) if e.decision == state), None)
+
+
 def margin(reason: Mapping[str, Any]) -> float:
     """How far a rule's value is inside (positive) or outside (negative) its threshold."""
     value, threshold = float(reason["value"]), float(reason["threshold"])

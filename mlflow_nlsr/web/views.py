@@ -147,6 +147,7 @@ def version_page(name: str, version: str) -> Any:
         attempts=model.calibration_attempts(data["report"]), report=data["report"] or {}, out=out,
         out_mv=data["out_mv"], out_tags=data["out_tags"], plot=plot_url(*out) if out else None,
         events=events, timings=model.stage_timings(events), registered_by=model.registered_by(events),
+        decided=model.final_decision(events, str(job.state)) if job is not None else None,
         problems=data["problems"], awaiting=awaiting, can_decide=can_decide, login=ctx.access.login,
         csrf_token=ctx.access.csrf_token() if can_decide else "", user=ctx.access.user(),
     )  # fmt: skip

@@ -6,8 +6,10 @@ command when they are missing).
 from __future__ import annotations
 
 import base64
+import contextlib
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 import requests
 
 from tests.mlflow_server import MlflowServer, running_server
-from tests.web.seed import Seeded, realigned_dir, seed_rejected
+from tests.web.seed import RULES, Seeded, realigned_dir, seed_job
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -85,24 +87,42 @@ def auth_server(tmp_path_factory) -> AuthServer:
 
 
 @pytest.fixture(scope="session")
-def seeded(auth_server, tmp_path_factory) -> Seeded:
-    """A fine-tuned version registered by the manager through the server and rejected by its gates."""
+def seed_dirs(tmp_path_factory) -> tuple[Path, ...]:
+    """(base, aligned, finetuned, realigned) of one real tiny realignment."""
+    return realigned_dir(tmp_path_factory.mktemp("web-seed"))
+
+
+@contextlib.contextmanager
+def as_user(user: tuple[str, str]) -> Iterator[None]:
+    """MLflow client calls in this block authenticate as `user`."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_USERNAME", user[0])
+    mp.setenv("MLFLOW_TRACKING_PASSWORD", user[1])
+    try:
+        yield
+    finally:
+        mp.undo()
+
+
+def seed(auth_server: AuthServer, dirs: tuple[Path, ...], work: Path, **kw) -> Seeded:
+    """Register a fine-tuned version as the manager through the server and record its job (seed.seed_job)."""
     from mlflow_nlsr.registry.client import RegistryClient
     from mlflow_nlsr.store.repository import JobStore
 
-    root = tmp_path_factory.mktemp("web-seed")
-    dirs = realigned_dir(root)
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_USERNAME", MANAGER[0])
-    mp.setenv("MLFLOW_TRACKING_PASSWORD", MANAGER[1])
-    try:
-        name = f"web-{uuid.uuid4().hex[:6]}"
-        client = RegistryClient(auth_server.url)
-        with JobStore(auth_server.store_url) as store:
-            seeded = seed_rejected(client, store, name, dirs, root)
-    finally:
-        mp.undo()
-    return seeded
+    with as_user(MANAGER), JobStore(auth_server.store_url) as store:
+        return seed_job(
+            RegistryClient(auth_server.url), store, f"web-{uuid.uuid4().hex[:6]}", dirs, work, **kw
+        )
+
+
+@pytest.fixture(scope="session")
+def seeded(auth_server, seed_dirs, tmp_path_factory) -> Seeded:
+    """A fine-tuned version registered by the manager through the server and rejected by its gates."""
+    from mlflow_nlsr.store.states import JobState
+
+    return seed(
+        auth_server, seed_dirs, tmp_path_factory.mktemp("rejected"), rules=RULES, state=JobState.REJECTED
+    )
 
 
 @pytest.fixture(scope="session")

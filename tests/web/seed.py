@@ -52,16 +52,19 @@ def realigned_dir(root: Path) -> tuple[Path, Path, Path, Path]:
     return base, aligned, finetuned, out
 
 
-def _verdict() -> dict:
+def _verdict(rules: tuple[str, ...]) -> dict:
     from mlflow_nlsr.gates.policy import GateConfig
 
-    config = GateConfig(rules=tuple(parse_rule(r) for r in RULES))
+    config = GateConfig(rules=tuple(parse_rule(r) for r in rules))
     baselines = {"finetuned": METRICS["finetuned"], "aligned": METRICS["aligned"]}
     return evaluate_policy(config, METRICS["realigned"], baselines).to_dict()
 
 
-def seed_rejected(client: RegistryClient, store: JobStore, name: str, dirs: tuple, work: Path) -> Seeded:
-    """Register `finetuned` (the server's app trigger queues it), then record a rejected job for it."""
+def seed_job(
+    client: RegistryClient, store: JobStore, name: str, dirs: tuple, work: Path, *, rules: tuple[str, ...],
+    state: JobState, alias: str = "safe",
+) -> Seeded:  # fmt: skip
+    """Register `finetuned` through the server (its app trigger queues the job); record the job to `state`."""
     base, aligned, finetuned, out = dirs
     _, source = log_local_model(finetuned, name=f"{name}-ft", client=client, registered_model_name=name)
     assert source is not None
@@ -70,7 +73,7 @@ def seed_rejected(client: RegistryClient, store: JobStore, name: str, dirs: tupl
     job = store.claim(WORKER, 600, job_id=job.id)
     report = json.loads((out / "nlsr_report.json").read_text())
     job = store.advance(job.id, WORKER, JobState.REALIGNED, config_sha256="c0ffee" * 10 + "c0ff")
-    verdict = _verdict()
+    verdict = _verdict(rules)
     reasons = [r["message"] for r in verdict["reasons"]]
     result = {"verdict": verdict, "metrics": METRICS, "reasons": reasons}
     job = store.advance(job.id, WORKER, JobState.GATED, result=result)
@@ -79,13 +82,9 @@ def seed_rejected(client: RegistryClient, store: JobStore, name: str, dirs: tupl
         aligned_uri=f"file://{aligned}", report=report, config_sha256=job.config_sha256 or "",
         verdict=verdict, metrics=METRICS,
     )  # fmt: skip
-    card = lineage.model_card(
-        source_uri=source.uri, base_uri=f"file://{base}", aligned_uri=f"file://{aligned}", report=report,
-        verdict=verdict, metrics=METRICS,
-    )  # fmt: skip
     model_id, realigned = log_local_model(
         out, name=f"{name}-nlsr", client=client, registered_model_name=name, version_tags=tags,
-        description=f"{card}\n\n{lineage.review_link(name, source.version)}",
+        description=f"NLSR-realigned from {source.uri}.\n\n{lineage.review_link(name, source.version)}",
     )  # fmt: skip
     assert realigned is not None
     gates = work / "gates"
@@ -99,8 +98,13 @@ def seed_rejected(client: RegistryClient, store: JobStore, name: str, dirs: tupl
     )
     client.set_version_tags(
         name, source.version,
-        {lineage.STATUS: "rejected", lineage.REALIGNED_VERSION: f"{name}/{realigned.version}",
+        {lineage.STATUS: state.value, lineage.REALIGNED_VERSION: f"{name}/{realigned.version}",
          lineage.REASONS: lineage.reasons_text(verdict)},
     )  # fmt: skip
-    store.finish(job.id, WORKER, JobState.REJECTED, reasons=reasons, realigned_version=realigned.version)
+    promotion = {"target": name, "alias": alias, "mode": "manual", "candidate_alias": f"{alias}-candidate",
+                 "realigned_version": realigned.version}  # fmt: skip
+    store.finish(
+        job.id, WORKER, state, reasons=reasons, realigned_version=realigned.version,
+        result={**result, "promotion": promotion},
+    )  # fmt: skip
     return Seeded(name, source.version, realigned.version, job.id)

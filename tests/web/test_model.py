@@ -84,3 +84,13 @@ def test_pages_are_clamped_to_the_range_there_is():
 def test_the_model_card_link_points_at_the_sources_review_page():
     assert lineage.review_path("team/llm x", 7) == "/nlsr/models/team%2Fllm%20x/versions/7"
     assert lineage.review_link("m", "3").endswith("(/nlsr/models/m/versions/3)")
+
+
+def test_the_decision_shown_is_the_event_that_put_the_job_in_its_state():
+    events = _events(("enqueued", 0), ("claimed", 1), ("gated", 2))
+    decided = AuditEvent(
+        at=T0, actor="max", event="rejected", model_name="m", version="1", decision="rejected",
+        reasons=["rejected by max: too close"],
+    )  # fmt: skip
+    assert model.final_decision([*events, decided], "rejected") is decided
+    assert model.final_decision(events, "rejected") is None
