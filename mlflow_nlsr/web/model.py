@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from mlflow_nlsr.gates.stats import interval_of_rate
-from mlflow_nlsr.store.models import AuditEvent, Job
+from mlflow_nlsr.store.tables import AuditEvent, Job
 
 #: the state a governed job waits in for a person's decision (service/governance.py)
 AWAITING_APPROVAL = "awaiting-approval"

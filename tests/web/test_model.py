@@ -10,7 +10,7 @@ import pytest
 
 from mlflow_nlsr import lineage
 from mlflow_nlsr.gates.stats import interval_of_rate
-from mlflow_nlsr.store.models import AuditEvent
+from mlflow_nlsr.store.tables import AuditEvent
 from mlflow_nlsr.web import model
 
 T0 = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
