@@ -32,10 +32,14 @@ from mlflow_nlsr.pipeline import realign
 from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model, resolve_to_local
 from mlflow_nlsr.report_sections import calibration_search
 from mlflow_nlsr.rules import Resolved, Rules
+from mlflow_nlsr.service import model_card, promotion
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.intake import enqueue_version
+from mlflow_nlsr.service.notify import notify_job
+from mlflow_nlsr.service.poller import poll_registry
 from mlflow_nlsr.service.preflight import check_job_inputs
-from mlflow_nlsr.service.settings import Outcome, Settings
+from mlflow_nlsr.service.settings import Outcome, Settings, job_work_dir
+from mlflow_nlsr.service.settings import slug as _slug
 from mlflow_nlsr.store.repository import JobStore
 from mlflow_nlsr.store.states import JobState
 from mlflow_nlsr.store.tables import Job
@@ -76,32 +80,30 @@ class NLSRService:
             self.store, self.client, name, version, trigger=trigger, actor=actor, tags=tags
         )
 
-    def poll_once(self, name_glob: str | None = None) -> list[Job]:
-        """Enqueue every version that has no ``nlsr.status`` tag yet (the safety net for lost webhooks)."""
-        jobs = []
-        for info in self.client.search_versions_without_tag(lineage.STATUS, name_glob):
-            job = self.enqueue(info.name, info.version, trigger="poller", actor="poller", tags=info.tags)
-            if job is not None:
-                jobs.append(job)
-        return jobs
+    def poll_once(self, name_glob: str | None = None, *, since: str | None = None) -> list[Job]:
+        """Enqueue new versions without an ``nlsr.status`` tag (service/poller.py: watermark, ``since``)."""
+        return poll_registry(self.store, self.client, name_glob, since=since)
 
     def process_version(
         self, name: str, version: str | int, *, trigger: str = "cli", actor: str = "cli"
     ) -> Outcome:
         """Run the whole job for one version now; return its outcome (idempotent: a done job is reported)."""
         info = self.client.get_version(name, version)
-        job = self.enqueue(name, info.version, trigger=trigger, actor=actor, tags=info.tags)
+        job = enqueue_version(
+            self.store, self.client, name, info.version, trigger=trigger, actor=actor, tags=info.tags,
+            registered_by=self.client.registering_user(info),
+        )  # fmt: skip
         if job is None:
             raise ConfigError(
                 f"{info.uri} was registered by NLSR (nlsr.realigned=true); realigned "
                 "versions are never realigned again"
             )
-        if job.terminal:
+        if job.settled:  # done, or parked awaiting approval
             return Outcome.of(job)
         claimed = self.store.claim(self.settings.worker_id, self.settings.lease_seconds, job_id=job.id)
         if claimed is None:
             current = self.store.get_by_id(job.id) or job
-            if current.terminal:
+            if current.settled:
                 return Outcome.of(current)
             raise JobStoreError(
                 f"{info.uri}: job {job.id} is {current.state} and leased by "
@@ -156,11 +158,14 @@ class NLSRService:
                     {lineage.STATUS: "failed", lineage.ERROR: reason[: lineage.MAX_TAG]},
                     quiet=True,
                 )
+                notify_job(self.store, self.rules.notify, failed)
             return Outcome.of(failed, (reason,))
 
     def _execute(self, job: Job, beat: Heartbeat) -> Outcome:
         name, version, worker = job.model_name, job.version, self.settings.worker_id
         info = self.client.get_version(name, version)
+        if job.registered_by is None:  # queued by a webhook: learn who registered the version now
+            self.store.note_registered_by(job.id, self.client.registering_user(info))
         if is_realigned(info):
             return self._skip(job, "version was registered by NLSR (nlsr.realigned=true)")
         given = (("nlsr.base_uri", self.settings.base_uri), ("nlsr.aligned_uri", self.settings.aligned_uri))
@@ -173,7 +178,7 @@ class NLSRService:
                 "nlsr.base_uri/nlsr.aligned_uri tags",
             )
         options = resolved.rule.options(**dict(self.settings.realign_overrides))
-        job_dir = Path(self.settings.work_dir) / "jobs" / _slug(name) / str(version)
+        job_dir = job_work_dir(Path(self.settings.work_dir), name, version)
         self._tag_source(name, version, {lineage.STATUS: str(job.state)})
         base = resolve_to_local(resolved.base_uri, Path(self.settings.work_dir) / "inputs", self.client)
         aligned = resolve_to_local(resolved.aligned_uri, Path(self.settings.work_dir) / "inputs", self.client)
@@ -209,21 +214,17 @@ class NLSRService:
         beat.check()
         passed = bool(result["verdict"]["passed"])
         target = resolved.rule.target_name or name
-        if passed and self.settings.promote and resolved.rule.promote:
-            self.client.set_alias(target, resolved.rule.alias, new_version)
-            state = JobState.PROMOTED
-            reasons = list(result.get("reasons", []))
-        elif passed:  # promotion switched off: registered and gated, the alias stays where it is
-            state = JobState.REGISTERED
-            reasons = ["gates passed; promotion disabled (--no-promote or rule promote: false)"]
-        else:
-            state = JobState.REJECTED
-            reasons = list(result.get("reasons", []))
-        tags = {lineage.STATUS: state.value, lineage.REALIGNED_VERSION: f"{target}/{new_version}"}
+        # auto / manual promotion, alias history, never backwards: service/promotion.py
+        decision = promotion.conclude(self, job, resolved.rule, target, new_version, result)
+        tags = {lineage.STATUS: decision.state.value, lineage.REALIGNED_VERSION: f"{target}/{new_version}"}
         if not passed:
             tags[lineage.REASONS] = lineage.reasons_text(result["verdict"])
         self._tag_source(name, version, tags)
-        done = self.store.finish(job.id, worker, state, reasons=reasons, realigned_version=new_version)
+        done = self.store.finish(
+            job.id, worker, decision.state, reasons=decision.reasons, realigned_version=new_version,
+            result={**result, "promotion": decision.promotion, "reasons": decision.reasons},
+        )  # fmt: skip
+        notify_job(self.store, self.rules.notify, done)  # never raises (service/notify.py)
         return Outcome.of(done)
 
     # -- steps -----------------------------------------------------------------------------
@@ -328,15 +329,14 @@ class NLSRService:
         search = calibration_search(report)
         if search is not None:
             tags.update(calibration_tags(search))
-        card = lineage.model_card(
-            source_uri=source_uri,
-            base_uri=resolved.base_uri,
-            aligned_uri=resolved.aligned_uri,
-            report=report,
-            verdict=result["verdict"],
-            metrics=result["metrics"],
-        )
-        card = f"{card}\n\n{lineage.review_link(job.model_name, job.version)}"
+        card = model_card.render(
+            model_card.CardInputs(
+                source_uri, resolved.base_uri, resolved.aligned_uri, report, result["verdict"],
+                result["metrics"], model_card.read_gate_summary(job_dir / "gates"), job.registered_by, job.id,
+            )
+        )  # fmt: skip
+        (job_dir / "realigned" / model_card.CARD_NAME).write_text(card)  # logged with the weights
+        card = f"{card}\n\n{lineage.review_link(job.model_name, job.version)}"  # MLflow's page -> /nlsr/
         model_id, version = log_local_model(
             job_dir / "realigned",
             name=f"{_slug(job.model_name)}-v{job.version}-nlsr",
@@ -376,9 +376,6 @@ class NLSRService:
             if not quiet:
                 raise
             log.warning("could not tag %s/%s with %s", name, version, dict(tags))
-
-
-_slug = lineage.slug
 
 
 def _short_hash(text: str) -> str:

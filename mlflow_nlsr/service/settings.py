@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlflow_nlsr.lineage import slug
 from mlflow_nlsr.store.tables import Job
 
 
@@ -78,3 +79,8 @@ class Outcome:
             "verdict": self.verdict,
             "reasons": list(self.reasons),
         }
+
+
+def job_work_dir(work_dir: Path, name: str, version: str | int) -> Path:
+    """The work dir of one job (inputs, realigned output, gate results)."""
+    return Path(work_dir) / "jobs" / slug(name) / str(version)
