@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -152,3 +153,13 @@ def chrome_driver():
     yield make
     for driver in drivers.values():
         driver.quit()  # type: ignore[attr-defined]
+
+
+def screenshot(driver, name: str, tmp_path: Path) -> None:
+    """Save a full-page screenshot to tmp_path, or to $NLSR_WEB_SCREENSHOTS (docs/img: the README's)."""
+    folder = Path(os.environ.get("NLSR_WEB_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    height = driver.execute_script("return document.body.scrollHeight")
+    driver.set_window_size(1280, min(max(height + 40, 600), 4000))
+    assert driver.save_screenshot(str(folder / name))
+    driver.set_window_size(1280, 1600)

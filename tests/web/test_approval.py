@@ -15,7 +15,7 @@ from mlflow_nlsr import lineage
 from mlflow_nlsr.registry.client import RegistryClient
 from mlflow_nlsr.store.repository import JobStore
 from mlflow_nlsr.store.states import JobState
-from tests.web.conftest import MANAGER, READER, as_user, basic, seed
+from tests.web.conftest import MANAGER, READER, as_user, basic, screenshot, seed
 
 PASSING = ("asr <= 0.30", "utility >= finetuned - 0.05")
 
@@ -38,11 +38,12 @@ def _alias(auth_server, name: str):
         return RegistryClient(auth_server.url).find_alias_version(name, "safe")
 
 
-def test_a_manager_approves_and_the_alias_moves(auth_server, awaiting, chrome_driver):
+def test_a_manager_approves_and_the_alias_moves(auth_server, awaiting, chrome_driver, tmp_path):
     driver = chrome_driver(MANAGER)
     driver.get(auth_server.url + lineage.review_path(awaiting.name, awaiting.version))
     assert "awaiting-approval" in driver.find_element(By.ID, "state").text
     driver.find_element(By.NAME, "comment").send_keys("numbers look right")
+    screenshot(driver, "nlsr-approval.png", tmp_path)
     _submit(driver, "approve")
     assert driver.find_element(By.ID, "state").text == "promoted"
     assert _alias(auth_server, awaiting.name).version == awaiting.realigned_version

@@ -6,33 +6,20 @@ every page, a reader cannot decide, and the webhook stays reachable with its HMA
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 
 import requests
 from selenium.webdriver.common.by import By
 
 from mlflow_nlsr import lineage
 from mlflow_nlsr.registry import webhook as W
-from tests.web.conftest import ADMIN, MANAGER, READER, SECRET, basic
+from tests.web.conftest import ADMIN, MANAGER, READER, SECRET, basic, screenshot
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-#: set to a folder (docs/img) to refresh the README's screenshots
-SHOTS = os.environ.get("NLSR_WEB_SCREENSHOTS")
 
 
 def _version_path(seeded) -> str:
     return lineage.review_path(seeded.name, seeded.version)
-
-
-def _shot(driver, name: str, tmp_path: Path) -> None:
-    folder = Path(SHOTS) if SHOTS else tmp_path
-    folder.mkdir(parents=True, exist_ok=True)
-    height = driver.execute_script("return document.body.scrollHeight")
-    driver.set_window_size(1280, min(max(height + 40, 600), 4000))
-    assert driver.save_screenshot(str(folder / name))
-    driver.set_window_size(1280, 1600)
 
 
 def test_the_jobs_list_shows_the_processed_registration(auth_server, seeded, chrome_driver, tmp_path):
@@ -45,7 +32,7 @@ def test_the_jobs_list_shows_the_processed_registration(auth_server, seeded, chr
     assert "rejected" in text and "app" in text and f"mlflow-user:{MANAGER[0]}" in text
     assert f"v{seeded.realigned_version}" in text
     assert "signed in as" in driver.find_element(By.TAG_NAME, "header").text
-    _shot(driver, "nlsr-jobs.png", tmp_path)
+    screenshot(driver, "nlsr-jobs.png", tmp_path)
 
 
 def test_the_state_filter_hides_jobs_in_other_states(auth_server, seeded, chrome_driver):
@@ -75,7 +62,7 @@ def test_the_version_page_answers_why_who_and_what_would_fix_it(auth_server, see
     audit = driver.find_element(By.ID, "audit").text
     assert "enqueued" in audit and "claimed" in audit and "rejected" in audit
     assert not driver.find_elements(By.ID, "approve")
-    _shot(driver, "nlsr-version.png", tmp_path)
+    screenshot(driver, "nlsr-version.png", tmp_path)
 
 
 def test_the_similarity_plot_loads_as_a_png(auth_server, seeded, chrome_driver):
