@@ -7,7 +7,6 @@ through the server's own REST routes as the signed-in user (:mod:`.reads`).
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -167,7 +166,7 @@ def decide(name: str, version: str) -> Any:
         abort(400, "action must be approve or reject")
     if action == "reject" and not text:
         abort(400, "a rejection needs a reason")
-    governance = importlib.import_module("mlflow_nlsr.service.governance")  # the governance issue
+    from mlflow_nlsr.service import governance  # lazily: it loads the orchestrator (torch)
 
     try:
         if action == "approve":
