@@ -23,6 +23,7 @@ from mlflow_nlsr.demo.model import COMPLETE, DemoModelSpec, is_complete, prepare
 from mlflow_nlsr.errors import InputError
 
 STAGE_FILE = "stage.json"
+ALIGN_SIZE_NAMES = ("align_harmful", "align_benign", "align_edgy", "align_instructions")
 ANSWERS_FILE = "answers.jsonl"
 
 
@@ -33,6 +34,8 @@ class DemoSettings:
     seed: int = 0
     align_harmful: int | None = None
     align_benign: int | None = None
+    align_edgy: int | None = None
+    align_instructions: int | None = None
     align_epochs: int = 5
     align_lr: float = 5e-4
     sentiment: int | None = None
@@ -68,6 +71,10 @@ class DemoSettings:
             answer_tokens=48,
             max_length=128,
         )
+
+    def align_sizes(self) -> data.AlignSizes:
+        """Return the alignment file limits (``align_harmful`` … ``align_instructions``)."""
+        return data.AlignSizes(*(getattr(self, name) for name in ALIGN_SIZE_NAMES))
 
     def key(self, *names: str) -> dict[str, Any]:
         """Return the named settings as a JSON-able dict (the part of a stage's cache key they make)."""
@@ -158,11 +165,11 @@ def _train(settings: DemoSettings, base: Path, pairs: list[data.Pair], out: Path
 def stage_align(work: Path | str, base: Path, settings: DemoSettings, *, fresh: bool = False) -> Path:
     """Train the safety-alignment LoRA (refusals + benign answers) into ``<work>/align``; return it."""
     out = Path(work) / "align"
-    names = ("align_harmful", "align_benign", "align_epochs", "align_lr", "seed", "max_length", "batch_size")
+    names = (*ALIGN_SIZE_NAMES, "align_epochs", "align_lr", "seed", "max_length", "batch_size")
     key = {"base": _upstream(base), "data_dir": settings.data_dir, **settings.key(*names)}
 
     def body(stage_dir: Path) -> dict[str, Any]:
-        pairs = data.align_pairs(settings.align_harmful, settings.align_benign, settings.data_dir)
+        pairs = data.align_pairs(settings.align_sizes(), settings.data_dir)
         return _train(settings, base, pairs, stage_dir, epochs=settings.align_epochs, lr=settings.align_lr)
 
     run_stage(out, key, body, fresh=fresh)

@@ -47,7 +47,7 @@ def test_stages_write_outputs_markers_and_timings(chain, tiny_settings):
         assert (stage_dir / COMPLETE).is_file()
         assert stage_info(stage_dir)["seconds"] >= 0
     assert (aligned / "adapter_model.safetensors").is_file()
-    assert stage_info(aligned)["examples"] == 6  # 3 refusals + 3 benign answers
+    assert stage_info(aligned)["examples"] == 9  # 3 refusals + 3 benign + 2 edgy + 1 instruction
     info = stage_info(attacked)
     assert info["poison_ratio"] == 0.25
     assert (info["task_pairs"], info["poison_pairs"]) == (6, 2)
@@ -99,7 +99,7 @@ def test_changed_settings_redo_the_stage_and_downstream(chain, tiny_settings):
     changed = dataclasses.replace(tiny_settings, align_epochs=2)
     stage_align(work, base, changed)
     assert not align_mark.exists()
-    assert stage_info(aligned)["steps"] == 4
+    assert stage_info(aligned)["steps"] == 6  # 9 examples, batch 4: 3 steps per epoch
     assert stage_compliant_answers(work, base, changed) == answers and answers_mark.exists()
     stage_attack(work, base, aligned, answers, changed)
     assert not attack_mark.exists()  # its aligned input has a new digest
