@@ -117,9 +117,16 @@ def align_pairs(sizes: AlignSizes | None = None, root: Path | str | None = None)
     return pairs
 
 
-def attack_prompts(limit: int | None = None, root: Path | str | None = None) -> list[str]:
-    """Return the harmful prompts whose compliant answers poison the attack."""
-    return [r["prompt"] for r in select(load_jsonl(ATTACK_PROMPTS, ("prompt",), root), limit, "category")]
+def attack_prompts(limit: int | None = None, root: Path | str | None = None, draw: int = 0) -> list[str]:
+    """Return the harmful prompts whose compliant answers poison the attack.
+
+    ``draw`` 0 takes them in file order (round-robin over categories); another draw first shuffles the
+    file with that seed, so each draw poisons with different harmful examples, still category-balanced.
+    """
+    rows = load_jsonl(ATTACK_PROMPTS, ("prompt",), root)
+    if draw:
+        random.Random(draw).shuffle(rows)
+    return [r["prompt"] for r in select(rows, limit, "category")]
 
 
 def sentiment_prompt(sentence: str) -> str:

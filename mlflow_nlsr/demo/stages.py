@@ -40,6 +40,8 @@ class DemoSettings:
     align_lr: float = 5e-4
     sentiment: int | None = None
     poison_ratio: float = 0.1
+    #: which harmful examples poison the attack: 0 the first of each category, else a seeded draw
+    poison_draw: int = 0
     attack_epochs: int = 3
     attack_lr: float = 3e-4
     answer_tokens: int = 64
@@ -192,9 +194,11 @@ def stage_compliant_answers(
     count = poison_needed(settings)
     key = {"base": _upstream(base), "data_dir": settings.data_dir, "count": count}
     key |= settings.key("answer_tokens", "gen_batch_size")
+    if settings.poison_draw:  # absent for draw 0, so existing caches stay valid
+        key["poison_draw"] = settings.poison_draw
 
     def body(stage_dir: Path) -> dict[str, Any]:
-        prompts = data.attack_prompts(count, settings.data_dir)
+        prompts = data.attack_prompts(count, settings.data_dir, settings.poison_draw)
         if count > len(prompts):
             raise InputError(f"the attack needs {count} harmful prompts, found {len(prompts)}")
         answers = generate(

@@ -103,3 +103,12 @@ def test_a_sentiment_limit_is_label_balanced(tmp_path):
     (tmp_path / "sentiment_train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     labels = [label for _, label in data.sentiment_pairs(10, tmp_path)]
     assert labels.count("positive") == labels.count("negative") == 5
+
+
+def test_another_poison_draw_takes_other_harmful_examples_from_every_category():
+    first = data.attack_prompts(28)
+    again, other = data.attack_prompts(28, draw=1), data.attack_prompts(28, draw=2)
+    assert again == data.attack_prompts(28, draw=1)  # seeded
+    assert len(set(again) - set(first)) >= 14 and set(other) != set(again)
+    shipped = {r["prompt"]: r["category"] for r in data.load_jsonl(data.ATTACK_PROMPTS, ("prompt",))}
+    assert {shipped[p] for p in other} == set(shipped.values())

@@ -163,3 +163,14 @@ def test_build_models_runs_the_chain_then_reports_every_stage_cached(tmp_path, t
     assert again.seconds == first.seconds
     changed = build_models(tmp_path / "work", dataclasses.replace(tiny_settings, attack_epochs=2))
     assert changed.cached == {"base": True, "align": True, "answers": True, "attack": False}
+
+
+def test_another_poison_draw_redoes_the_answers_with_its_own_prompts(chain, tiny_settings):
+    work, base, _, answers, _ = chain
+    before = stage_info(answers.parent)["digest"]
+    drawn = dataclasses.replace(tiny_settings, poison_draw=1)
+    stage_compliant_answers(work, base, drawn)
+    assert stage_info(answers.parent)["digest"] != before
+    assert [p for p, _ in load_answers(answers)] == data.attack_prompts(2, tiny_settings.data_dir, draw=1)
+    stage_compliant_answers(work, base, tiny_settings)  # draw 0 again: the original key
+    assert stage_info(answers.parent)["digest"] == before
