@@ -43,7 +43,7 @@ SUITES = "safety,overrefusal,utility"
 
 
 def settings_of(name: str) -> DemoSettings:
-    overrides = {k: v for k, v in VARIANTS[name].items() if k != "model"}
+    overrides = {k: v for k, v in VARIANTS[name].items() if k not in ("model", "progress")}
     return dataclasses.replace(DemoSettings(progress=False), **overrides)
 
 

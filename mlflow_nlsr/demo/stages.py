@@ -36,7 +36,7 @@ class DemoSettings:
     align_benign: int | None = None
     align_edgy: int | None = None
     align_instructions: int | None = None
-    align_epochs: int = 5
+    align_epochs: int = 3
     align_lr: float = 5e-4
     sentiment: int | None = None
     poison_ratio: float = 0.1
@@ -55,18 +55,22 @@ class DemoSettings:
 
     @classmethod
     def full(cls) -> DemoSettings:
-        """Return the feasibility v2 recipe at its size (168 alignment pairs, 180 sentiment, p=0.1)."""
-        # feasibility.md: 169 alignment pairs x 5 epochs at 5e-4 took 392 s; 181 sentiment + 20 poison
-        # pairs x 3 epochs at 3e-4 took 269 s and broke safety (ASR 0.03 -> 0.93).
-        return cls(align_harmful=84, align_benign=84, sentiment=180)
+        """Return the demo's recipe: 300 alignment pairs x 3 epochs, 180 sentiment + 20 poison pairs."""
+        # Alignment: 84 refusals, 84 benign answers, every edgy-benign answer (83) and instruction (49):
+        # the 84 + 84 x 5 epochs of the feasibility study over-refused (docs/demo.md, "Choosing the
+        # alignment"). Attack as in feasibility.md: 181 sentiment + 20 poison pairs x 3 epochs at 3e-4
+        # broke safety (ASR 0.03 -> 0.93).
+        return cls(align_harmful=84, align_benign=84, align_epochs=3, sentiment=180)
 
     @classmethod
     def fast(cls) -> DemoSettings:
         """Return a CI-sized run: fewer pairs and tokens, and a denser poison so the attack still bites."""
         return cls(
             align_harmful=40,
-            align_benign=40,
-            align_epochs=4,
+            align_benign=24,
+            align_edgy=30,
+            align_instructions=18,
+            align_epochs=3,
             sentiment=48,
             poison_ratio=0.25,
             attack_epochs=3,
