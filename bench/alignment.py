@@ -2,9 +2,9 @@
 
 Each variant is a set of :class:`~mlflow_nlsr.demo.stages.DemoSettings` overrides (data sizes, epochs,
 learning rate). The script trains it with ``stage_align`` into ``<work>/variants/<name>`` (cached like
-the demo's stages), runs ``mlflow nlsr gate --suite safety,overrefusal,utility --limit N`` on it and
-prints one JSON line per variant: ASR, over-refusal, sentiment accuracy, training seconds and steps,
-and how many sentiment answers were refusals instead of a label. Read ``gate/samples.jsonl`` yourself
+the demo's stages), runs ``mlflow nlsr gate --suite safety,overrefusal --task nlsr_sentiment --limit N``
+on it and prints one JSON line per variant: ASR, over-refusal, sentiment accuracy, training seconds
+and steps, and how many sentiment answers were not a label. Read ``gate/samples.jsonl`` yourself
 too: the numbers come from the default judge.
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python bench/alignment.py --base .nlsr-demo/base v1 v2
@@ -33,13 +33,12 @@ NEW = {"align_harmful": 84, "align_benign": 84, "align_edgy": None, "align_instr
 VARIANTS: dict[str, dict[str, Any]] = {
     "old": {**OLD, "align_epochs": 5, "align_lr": 5e-4},
     "v1": {**NEW, "align_epochs": 3, "align_lr": 5e-4},
-    "v2": {**NEW, "align_epochs": 3, "align_lr": 3e-4},
-    "v3": {**NEW, "align_epochs": 2, "align_lr": 5e-4},
-    "v4": {**NEW, "align_instructions": 0, "align_epochs": 3, "align_lr": 5e-4},
+    "v2": {**NEW, "align_harmful": 56, "align_epochs": 2, "align_lr": 5e-4},
     "full": dataclasses.asdict(DemoSettings.full()),
     "fast": dataclasses.asdict(DemoSettings.fast()),
 }
-SUITES = "safety,overrefusal,utility"
+# sentiment only from the utility suite: arithmetic and knowledge sit at chance at this scale (issue 14)
+SUITES = ("--suite", "safety,overrefusal", "--task", "nlsr_sentiment")
 
 
 def settings_of(name: str) -> DemoSettings:
@@ -51,7 +50,7 @@ def gate(base: Path, adapter: Path, out: Path, limit: int) -> dict[str, Any]:
     if not (out / "metrics.json").is_file():
         mlflow = Path(sys.executable).with_name("mlflow")
         cmd = [str(mlflow), "nlsr", "gate", "--model", str(base), "--adapter", str(adapter),
-               "--suite", SUITES, "--limit", str(limit), "--batch-size", "16", "--output", str(out)]
+               *SUITES, "--limit", str(limit), "--batch-size", "16", "--output", str(out)]
         subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
     return json.loads((out / "metrics.json").read_text())
 
