@@ -52,7 +52,7 @@ def gate(base: Path, adapter: Path, out: Path, limit: int) -> dict[str, Any]:
         cmd = [str(mlflow), "nlsr", "gate", "--model", str(base), "--adapter", str(adapter),
                *SUITES, "--limit", str(limit), "--batch-size", "16", "--output", str(out)]
         subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
-    return json.loads((out / "metrics.json").read_text())
+    return dict(json.loads((out / "metrics.json").read_text())["metrics"])
 
 
 def sentiment_refusals(samples: Path) -> int:
