@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlflow_nlsr.store.models import Job
+from mlflow_nlsr.store.tables import Job
 
 
 @dataclass(frozen=True)
@@ -78,3 +78,13 @@ class Outcome:
             "verdict": self.verdict,
             "reasons": list(self.reasons),
         }
+
+
+def slug(name: str) -> str:
+    """A registered-model name as a safe path component."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def job_work_dir(work_dir: Path, name: str, version: str | int) -> Path:
+    """The work dir of one job (inputs, realigned output, gate results)."""
+    return Path(work_dir) / "jobs" / slug(name) / str(version)
