@@ -229,6 +229,7 @@ def _merge(
     }
     gate_dirs: dict[str, Path | None] = {role: None for role in report.ROLES}
     gate_dirs["realigned"] = result.realigned_dir.parent / "gates" / "realigned"
+    gate_dirs.update(registry_job.baseline_gate_dirs(result.realigned_dir))
     gate_dirs.update(compared.gate_dirs)
     local = {"base": models.base}
     for role, adapter in adapters.items():
