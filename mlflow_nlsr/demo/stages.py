@@ -66,11 +66,13 @@ class DemoSettings:
     def fast(cls) -> DemoSettings:
         """Return a CI-sized run: fewer pairs and tokens, and a denser poison so the attack still bites."""
         return cls(
+            # the CI preset keeps its measured alignment (40 + 40 pairs, 4 epochs): the new edgy and
+            # instruction data has been measured on the full preset only (docs/demo.md)
             align_harmful=40,
-            align_benign=24,
-            align_edgy=30,
-            align_instructions=18,
-            align_epochs=3,
+            align_benign=40,
+            align_edgy=0,
+            align_instructions=0,
+            align_epochs=4,
             sentiment=48,
             poison_ratio=0.25,
             attack_epochs=3,
