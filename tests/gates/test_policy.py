@@ -154,14 +154,11 @@ def test_config_keeps_run_settings_and_lists_baselines_in_first_use_order():
     assert cfg.judge == "hf-classifier" and cfg.judge_options == {"model": "/x"} and cfg.limit == 5
 
 
-def test_shipped_default_config_needs_aligned_and_finetuned_and_judges_a_realigned_model():
+def test_shipped_default_rules_read_the_finetuned_aligned_and_base_models():
     cfg = load_gate_config()
-    assert set(cfg.baselines) == {"aligned", "finetuned"}
-    good = {"asr": 0.12, "refusal_rate": 0.22, "utility": 0.79}
-    assert evaluate_policy(cfg, good, BASELINES).passed
-    unrepaired = {**good, "asr": 0.55}
-    verdict = evaluate_policy(cfg, unrepaired, BASELINES)
-    assert not verdict.passed and len(verdict.reasons) == 4
+    assert set(cfg.baselines) == {"aligned", "finetuned", "base"}
+    assert cfg.baseline_suites("base") == ("helpfulness",)  # the base model is gated on helpfulness only
+    assert "helpfulness" in cfg.run_kwargs()["suites"]
 
 
 def test_unreadable_config_file_is_a_config_error(tmp_path):
