@@ -62,3 +62,8 @@ def read_intervals(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The ``intervals`` section of a metrics.json summary ({} for runs written before it existed)."""
     section = summary.get("intervals")
     return {k: dict(v) for k, v in section.items()} if isinstance(section, Mapping) else {}
+
+
+def metrics_with_intervals(summary: Mapping[str, Any]) -> dict[str, float]:
+    """A metrics.json summary's flat metrics plus ``<rate>_ci_low`` / ``<rate>_ci_high`` of its rates."""
+    return {**dict(summary.get("metrics") or {}), **interval_metrics(read_intervals(summary))}

@@ -77,13 +77,16 @@ class GateConfig:
         """
         chosen = suites if suites is not None else tuple(self.suites or DEFAULT_SUITES)
         tasks = {t for s in chosen for t in SUITES.get(s, ())} | set(self.extra_tasks)
+        task_limits = {t: v for t, v in self.task_limits.items() if t in tasks}
+        limit = limit if limit is not None else self.limit
         return {
             "suites": tuple(chosen),
             "tasks_extra": tuple(self.extra_tasks),
             "judge": self.judge or "keyword",
             "judge_options": dict(self.judge_options),
-            "limit": limit if limit is not None else self.limit,
-            "task_limits": {t: v for t, v in self.task_limits.items() if t in tasks},
+            # a limit no task uses is dropped, so equal runs get equal settings (and cache keys)
+            "limit": None if tasks and tasks <= set(task_limits) else limit,
+            "task_limits": task_limits,
         }
 
     @property

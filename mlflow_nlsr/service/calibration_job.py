@@ -46,11 +46,12 @@ class GateSetup:
         """A quick pass needs a full-gate confirmation unless both gates are the same run."""
         return self.quick_limit != self.full_limit
 
-    def kwargs(self, quick: bool) -> dict[str, Any]:
-        """``run_gates`` keyword arguments of one gate kind (the same keys the job's gate step uses)."""
-        kwargs = self.config.run_kwargs()
-        kwargs["limit"] = self.quick_limit if quick else self.full_limit  # None: every item
-        return kwargs
+    def kwargs(self, quick: bool, suites: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """``run_gates`` keyword arguments of one gate kind (the same keys the job's gate step uses).
+
+        `suites` narrows the run (the base model: only what the rules read from it).
+        """
+        return self.config.run_kwargs(self.quick_limit if quick else self.full_limit, suites)  # None: all
 
     def sample_sizes(self, model: Path) -> SampleSizes:
         """Per-metric (quick, full) item counts of an attempt, from its quick gate's metrics.json."""
@@ -111,12 +112,13 @@ def gate_step(
     `reference_gate(path, limit)` replaces the runner for a model outside `work_dir` (the job uses its
     content-hash cache). A gate dir that already holds metrics.json is reused.
     """
-    root = Path(work_dir).resolve()
+    root, base_dir = Path(work_dir).resolve(), Path(base).resolve()
 
     def run(target: Path, quick: bool) -> Mapping[str, float]:
         kind = "quick" if quick else "full"
-        kwargs = setup.kwargs(quick)
         resolved = Path(target).resolve()
+        is_base = resolved == base_dir
+        kwargs = setup.kwargs(quick, setup.config.baseline_suites("base") if is_base else None)
         if root in resolved.parents:
             out = resolved.parent / f"gates-{kind}"
         elif reference_gate is not None:
@@ -139,6 +141,12 @@ def gate_step(
         return dict(gate.metrics)
 
     return run
+
+
+def references_of(config: GateConfig, base: Path, aligned: Path, finetuned: Path) -> dict[str, Path]:
+    """The reference models the rules compare with: finetuned and aligned, and base when a rule names it."""
+    refs = {"finetuned": Path(finetuned), "aligned": Path(aligned)}
+    return {**refs, "base": Path(base)} if "base" in config.baselines else refs
 
 
 def _short(text: str) -> str:
@@ -221,7 +229,7 @@ def calibrate_realign(
         rungs,
         realign_fn=realign_step(Path(base), Path(aligned), Path(finetuned), progress=progress),
         gate_fn=gate_step(Path(base), setup, work),
-        references={"finetuned": Path(finetuned), "aligned": Path(aligned)},
+        references=references_of(config, Path(base), Path(aligned), Path(finetuned)),
         config=config,
         work_dir=work,
         budget=budget,
@@ -265,7 +273,8 @@ def calibrate_job(
         "ladder": [r.name for r in rungs],
     }
     prepare_work_dir(work, key, fresh=False)
-    roles = {Path(finetuned).resolve(): "finetuned", Path(aligned).resolve(): "aligned"}
+    references = references_of(config, base, aligned, finetuned)
+    roles = {path.resolve(): role for role, path in references.items()}
 
     def reference_gate(path: Path, limit: int | None) -> Mapping[str, float]:
         return svc._gate(roles.get(path, "reference"), path, base, config, limit, job_dir)
@@ -289,7 +298,7 @@ def calibrate_job(
         rungs,
         realign_fn=realign_step(base, aligned, finetuned),
         gate_fn=gate_step(base, setup, work, reference_gate),
-        references={"finetuned": finetuned, "aligned": aligned},
+        references=references,
         config=config,
         work_dir=work,
         budget=budget,

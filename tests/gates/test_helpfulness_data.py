@@ -18,8 +18,11 @@ HELPFULNESS = SUITES_DIR / "data" / "helpfulness.jsonl"
 TEXT_FIELDS = ("prompt", "sentence", "question", "instruction", "response", "reference")
 #: frame words ("how do I", "what's the best way to") carry no content; overlap is measured without them
 FRAME = set(
-    "a an the i my me to do how what is in of for and or on with can should you your it at by from be "
-    "this that which best way when does are why s don t good".split()
+    re.findall(
+        r"\w+",
+        "a an the i my me to do how what is in of for and or on with can should you your it at by from be "
+        "this that which best way when does are why s don t good",
+    )
 )
 
 
