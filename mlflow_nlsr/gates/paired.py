@@ -24,6 +24,7 @@ def item_scores(
 
     Raises:
         InputError: when the same item appears twice (e.g. two filters) or no row scores `metric`.
+
     """
     out: dict[str, tuple[int, str]] = {}
     for row in rows:
@@ -35,7 +36,8 @@ def item_scores(
             raise InputError(f"item {key} is scored twice for {metric!r}; pass task= to pick one")
         out[key] = (int(value), str(row.get("prompt")))
     if not out:
-        raise InputError(f"no sample scores {metric!r} with 0/1 values" + (f" in task {task!r}" if task else ""))
+        where = f" in task {task!r}" if task else ""
+        raise InputError(f"no sample scores {metric!r} with 0/1 values{where}")
     return out
 
 
@@ -48,6 +50,7 @@ def compare_samples(
 
     Raises:
         InputError: when a file is unreadable, a metric is missing, or the runs share no item.
+
     """
     a, b = (
         item_scores(read_jsonl(Path(p), required={"task": str}, what="gate samples file"), metric, task)

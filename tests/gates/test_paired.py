@@ -12,8 +12,11 @@ from mlflow_nlsr.gates.stats import mcnemar_exact
 
 
 def write(path, scores, prompt="p{i}", task="nlsr_safety"):
-    rows = [{"task": task, "doc_id": i, "id": f"h{i}", "prompt": prompt.format(i=i), "response": "r",
-             "scores": {"asr": float(s), "safety_refusal_rate": 1.0 - s}} for i, s in enumerate(scores)]  # fmt: skip
+    rows = [
+        {"task": task, "doc_id": i, "id": f"h{i}", "prompt": prompt.format(i=i), "response": "r",
+         "scores": {"asr": float(s), "safety_refusal_rate": 1.0 - s}}
+        for i, s in enumerate(scores)
+    ]  # fmt: skip
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
 

@@ -19,7 +19,8 @@ BASE_RULES = {
 
 def test_references_include_the_base_model_only_when_a_rule_names_it(tmp_path):
     base, aligned, finetuned = tmp_path / "b", tmp_path / "a", tmp_path / "f"
-    assert set(references_of(load_gate_config(), base, aligned, finetuned)) == {"finetuned", "aligned", "base"}
+    default = references_of(load_gate_config(), base, aligned, finetuned)
+    assert set(default) == {"finetuned", "aligned", "base"}
     plain = parse_gate_config({"rules": ["asr <= aligned + 0.05"]})
     assert set(references_of(plain, base, aligned, finetuned)) == {"finetuned", "aligned"}
 
