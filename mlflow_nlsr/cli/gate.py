@@ -135,9 +135,9 @@ def gate(
     """Gate a model on lm-eval safety, over-refusal, utility and helpfulness suites, then a verdict.
 
     Metrics: asr, refusal_rate, utility, helpfulness_nll … Writes metrics.json (every rate with its
-    item count and 95 % Wilson interval), samples.jsonl, verdict.json and metrics.png to --output. The verdict uses --config (relative rules need --baseline
-    NAME=metrics.json from earlier runs); without --config the default gate is applied only if all its
-    baselines (finetuned, aligned, base) are given, else verdict.json records that no verdict was made.
+    item count and 95 % Wilson interval), samples.jsonl, verdict.json and metrics.png to --output. The
+    verdict uses --config (relative rules need --baseline NAME=metrics.json from earlier runs); without
+    --config the default gate is applied only if all its baselines (finetuned, aligned, base) are given, else verdict.json records that no verdict was made.
     A rule whose margin is below the sampling error is printed as a WARNING. Exit code 1 when the gate
     fails.
     """

@@ -31,7 +31,8 @@ def test_list_suites_reports_tasks_and_item_counts_from_the_data_files(data):
     suites = {s["suite"]: s for s in json.loads(result.output)}
     assert list(suites) == ["safety", "overrefusal", "utility", "helpfulness"]
     assert suites["helpfulness"]["tasks"] == [
-        {"task": "nlsr_helpfulness", "data_file": "helpfulness.jsonl", "items": len(FILES["helpfulness.jsonl"])}
+        {"task": "nlsr_helpfulness", "data_file": "helpfulness.jsonl",
+         "items": len(FILES["helpfulness.jsonl"])}  # fmt: skip
     ]
     assert suites["safety"]["tasks"] == [{"task": "nlsr_safety", "data_file": "harmful.jsonl", "items": 5}]
     assert [t["items"] for t in suites["utility"]["tasks"]] == [len(FILES[f]) for f in
@@ -90,7 +91,8 @@ def test_the_helpfulness_suite_compares_with_a_base_model_baseline(data, tiny_ba
     assert "helpfulness_nll" in first.output and "helpfulness_nll_edgy" in first.output
     cfg = tmp_path / "base.yaml"
     cfg.write_text("rules:\n  - helpfulness_nll <= base\n")
-    result = gate("--model", tiny_base, "--suite", "helpfulness", "--config", cfg, "--output", tmp_path / "again",
+    result = gate("--model", tiny_base, "--suite", "helpfulness", "--config", cfg,
+                  "--output", tmp_path / "again",
                   "--baseline", f"base={tmp_path / 'base' / 'metrics.json'}")  # fmt: skip
     assert result.exit_code == 0, result.output  # the same model scores the same references identically
     assert "PASS: helpfulness_nll" in result.output
