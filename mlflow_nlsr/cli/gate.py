@@ -137,9 +137,9 @@ def gate(
     Metrics: asr, refusal_rate, utility, helpfulness_nll … Writes metrics.json (every rate with its
     item count and 95 % Wilson interval), samples.jsonl, verdict.json and metrics.png to --output. The
     verdict uses --config (relative rules need --baseline NAME=metrics.json from earlier runs); without
-    --config the default gate is applied only if all its baselines (finetuned, aligned, base) are given, else verdict.json records that no verdict was made.
-    A rule whose margin is below the sampling error is printed as a WARNING. Exit code 1 when the gate
-    fails.
+    --config the default gate is applied only if all its baselines (finetuned, aligned, base) are
+    given, else verdict.json records that no verdict was made. A rule whose margin is below the
+    sampling error is printed as a WARNING. Exit code 1 when the gate fails.
     """
     if list_suites:
         _print_suites(as_json)
