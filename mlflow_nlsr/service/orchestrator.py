@@ -9,6 +9,7 @@ only after the realigned weights are fully written, registered and gated.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -19,7 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_nlsr import lineage
-from mlflow_nlsr.calibration.records import calibration_runs, calibration_tags
+from mlflow_nlsr.calibration.records import calibration_reasons, calibration_runs, calibration_tags
+from mlflow_nlsr.calibration.run import CalibrationSettings, JobHooks, Models, calibrate_job
+from mlflow_nlsr.calibration.search import Budget
+from mlflow_nlsr.calibration.steps import realign_step
 from mlflow_nlsr.errors import ConfigError, GateError, InputError, JobStoreError, NLSRError, RegistryError
 from mlflow_nlsr.gates.intervals import metrics_with_intervals, read_intervals
 from mlflow_nlsr.gates.policy import evaluate_policy, load_gate_config
@@ -27,15 +31,15 @@ from mlflow_nlsr.gates.runner import run_gates
 from mlflow_nlsr.io.hashing import sha256_dir
 from mlflow_nlsr.pipeline import realign
 from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model, resolve_to_local
+from mlflow_nlsr.report_sections import calibration_search
 from mlflow_nlsr.rules import Resolved, Rules
-from mlflow_nlsr.service.calibration_job import calibrate_job, calibration_reasons
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.intake import enqueue_version
 from mlflow_nlsr.service.preflight import check_job_inputs
 from mlflow_nlsr.service.settings import Outcome, Settings
-from mlflow_nlsr.store.models import Job
 from mlflow_nlsr.store.repository import JobStore
 from mlflow_nlsr.store.states import JobState
+from mlflow_nlsr.store.tables import Job
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +69,9 @@ class NLSRService:
 
     # -- triggers --------------------------------------------------------------------------
     def enqueue(
-        self,
-        name: str,
-        version: str | int,
-        *,
-        trigger: str,
-        actor: str,
+        self, name: str, version: str | int, *, trigger: str, actor: str,
         tags: Mapping[str, str] | None = None,
-    ) -> Job | None:
+    ) -> Job | None:  # fmt: skip
         """Queue a job unless the version is one NLSR registered itself (loop prevention)."""
         return enqueue_version(
             self.store, self.client, name, version, trigger=trigger, actor=actor, tags=tags
@@ -165,14 +164,8 @@ class NLSRService:
         info = self.client.get_version(name, version)
         if is_realigned(info):
             return self._skip(job, "version was registered by NLSR (nlsr.realigned=true)")
-        overrides = {
-            k: v
-            for k, v in (
-                ("nlsr.base_uri", self.settings.base_uri),
-                ("nlsr.aligned_uri", self.settings.aligned_uri),
-            )
-            if v
-        }
+        given = (("nlsr.base_uri", self.settings.base_uri), ("nlsr.aligned_uri", self.settings.aligned_uri))
+        overrides = {k: v for k, v in given if v}
         resolved = self.rules.resolve(name, {**info.tags, **overrides})
         if resolved is None:
             return self._skip(
@@ -188,18 +181,7 @@ class NLSRService:
         finetuned = resolve_to_local(info.uri, job_dir / "input", self.client)
         out = job_dir / "realigned"
         if job.state is JobState.RUNNING:
-            if not (out / "nlsr_report.json").exists():
-                check_job_inputs(base, aligned, finetuned, options, resolved.rule.gate_config)
-                if self.settings.calibrate:  # ladder search, every attempt audited (calibrate_run.py)
-                    calibrate_job(
-                        self, job, resolved.rule, base, aligned, finetuned, out, options, beat.check
-                    )
-                else:
-                    realign(base, aligned, finetuned, out, options, overwrite=True)
-            _fault("realign")
-            beat.check()
-            job = self.store.advance(job.id, worker, JobState.REALIGNED, config_sha256=options.sha256())
-            self._tag_source(name, version, {lineage.STATUS: "realigned"})
+            job = self._realign(job, Models(base, aligned, finetuned, out), options, resolved.rule, beat)
         report = json.loads((out / "nlsr_report.json").read_text())
         gate_config = load_gate_config(resolved.rule.gate_config)
         limit = self.settings.gate_limit or resolved.rule.gate_limit
@@ -250,6 +232,51 @@ class NLSRService:
         return Outcome.of(done)
 
     # -- steps -----------------------------------------------------------------------------
+    def _realign(self, job: Job, models: Models, options: Any, rule: Any, beat: Heartbeat) -> Job:
+        """Check the inputs, realign (or calibrate: every attempt audited), advance to REALIGNED."""
+        if not (models.output / "nlsr_report.json").exists():
+            check_job_inputs(models.base, models.aligned, models.finetuned, options, rule.gate_config)
+            if self.settings.calibrate:
+                hooks = self._calibration_hooks(job, models, rule, beat)
+                calibrate_job(models, options, self._calibration_settings(rule), hooks)
+            else:
+                realign(models.base, models.aligned, models.finetuned, models.output, options, overwrite=True)
+        _fault("realign")
+        beat.check()
+        job = self.store.advance(
+            job.id, self.settings.worker_id, JobState.REALIGNED, config_sha256=options.sha256()
+        )
+        self._tag_source(job.model_name, job.version, {lineage.STATUS: "realigned"})
+        return job
+
+    def _calibration_settings(self, rule: Any) -> CalibrationSettings:
+        """The calibration's gates and bounds: the rule's gate config, the service's limits and budget."""
+        s = self.settings
+        return CalibrationSettings(
+            load_gate_config(rule.gate_config),
+            gate_limit=s.gate_limit or rule.gate_limit,
+            quick_limit=s.calibration_quick_limit,
+            batch_size=s.gate_batch_size,
+            budget=Budget(
+                s.calibration_max_attempts, s.calibration_time_budget_s, screen_z=s.calibration_screen_z
+            ),
+        )
+
+    def _calibration_hooks(self, job: Job, models: Models, rule: Any, beat: Heartbeat) -> JobHooks:
+        """What a job's calibration may do: realign, gate references (cached), audit, check the lease."""
+        config, job_dir = load_gate_config(rule.gate_config), models.output.parent
+
+        def reference_gate(role: str, path: Path, limit: int | None) -> dict[str, float]:
+            return self._gate(role, path, models.base, config, limit, job_dir)
+
+        def audit(event: str, inputs: dict[str, Any], decision: str, reasons: list[str]) -> None:
+            self.store.audit(event, actor=self.settings.worker_id, model_name=job.model_name,
+                             version=job.version, job_id=job.id, inputs=inputs, decision=decision,
+                             reasons=reasons)  # fmt: skip
+
+        realign = realign_step(models.base, models.aligned, models.finetuned)
+        return JobHooks(realign=realign, reference_gate=reference_gate, audit=audit, heartbeat=beat.check)
+
     def _gate(
         self, role: str, path: Path, base: Path, config: Any, limit: int | None, job_dir: Path
     ) -> dict[str, float]:
@@ -307,8 +334,9 @@ class NLSRService:
             verdict=result["verdict"],
             metrics=result["metrics"],
         )
-        if isinstance(report.get("calibration"), Mapping) and "attempts" in report["calibration"]:
-            tags.update(calibration_tags(report["calibration"]))  # not ActSVD's calibration-data section
+        search = calibration_search(report)
+        if search is not None:
+            tags.update(calibration_tags(search))
         card = lineage.model_card(
             source_uri=source_uri,
             base_uri=resolved.base_uri,
@@ -338,9 +366,8 @@ class NLSRService:
             artifacts_dir=gates_dir if gates_dir.exists() else None,
             run_name=f"nlsr-gates-{_slug(job.model_name)}-v{job.version}",
         )
-        if isinstance(report.get("calibration"), Mapping) and "attempts" in report["calibration"]:
-            # one nested run per calibration attempt
-            self.client.log_child_runs(run_id, calibration_runs(report["calibration"]))
+        if search is not None:  # one nested run per calibration attempt
+            self.client.log_child_runs(run_id, calibration_runs(search))
         return version.version
 
     def _skip(self, job: Job, reason: str) -> Outcome:
@@ -364,6 +391,4 @@ def _slug(name: str) -> str:
 
 
 def _short_hash(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()[:8]

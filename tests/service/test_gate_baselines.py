@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from mlflow_nlsr.calibration.steps import gate_setup, gate_step, references_of
 from mlflow_nlsr.gates.policy import load_gate_config, parse_gate_config
-from mlflow_nlsr.service.calibration_job import gate_setup, gate_step, references_of
 
 BASE_RULES = {
     "suites": ["safety", "helpfulness"],
@@ -43,7 +43,9 @@ def test_gate_step_runs_the_base_model_on_the_suites_its_rules_read(tmp_path, mo
         calls[str(model_dir)] = kwargs
         return runner.GateRun({"helpfulness_nll": 1.0}, {}, [], [])
 
-    monkeypatch.setattr(runner, "run_gates", fake_run_gates)
+    import mlflow_nlsr.calibration.steps as steps
+
+    monkeypatch.setattr(steps, "run_gates", fake_run_gates)
     base, aligned = tmp_path / "base", tmp_path / "aligned"
     base.mkdir()
     aligned.mkdir()
