@@ -13,9 +13,12 @@ from typing import Any
 from mlflow_nlsr.errors import ConfigError, InputError
 from mlflow_nlsr.gates import catalog
 from mlflow_nlsr.gates.backends import GateBackend, GateTarget, HFBackend, create_backend
+from mlflow_nlsr.gates.intervals import rate_intervals
 from mlflow_nlsr.gates.judges import Judge, use_judge
 from mlflow_nlsr.gates.metrics import flatten_results, metric_samples, sample_rows
 from mlflow_nlsr.gates.report import write_outputs
+from mlflow_nlsr.gates.stats import Interval
+from mlflow_nlsr.gates.tokens import continuation_counter, use_token_counter
 from mlflow_nlsr.placement import placement
 
 log = logging.getLogger(__name__)
@@ -33,10 +36,16 @@ class GateRun:
     settings: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)
 
+    @property
+    def intervals(self) -> dict[str, Interval]:
+        """Item count and 95 % Wilson interval of every rate (gates.intervals)."""
+        return rate_intervals(self.results)
+
     def summary(self) -> dict[str, Any]:
-        """Return the metrics.json content: settings, per-task sample counts and the flat metrics."""
+        """Return the metrics.json content: settings, sample counts, flat metrics and rate intervals."""
         return {**self.settings, "tasks": self.tasks, "n_samples": self.results.get("n-samples", {}),
-                "metric_samples": metric_samples(self.results), "metrics": self.metrics}  # fmt: skip
+                "metric_samples": metric_samples(self.results), "metrics": self.metrics,
+                "intervals": {k: v.to_dict() for k, v in self.intervals.items()}}  # fmt: skip
 
 
 def prepare_environment() -> None:
@@ -160,9 +169,10 @@ def run_gates(
 ) -> GateRun:
     """Evaluate a model (dir, dir + PEFT adapter, in-memory model, or any lm-eval ``LM`` via `lm`) on suites.
 
-    Returns flat metrics (``asr``, ``asr_<category>``, ``refusal_rate``, ``sentiment_acc``,
-    ``arithmetic_exact_match``, ``knowledge_acc``, ``utility`` …), the merged lm-eval results and one
-    row per sample; writes metrics.json, samples.jsonl and metrics.png when `output_dir` is given.
+    Returns flat metrics (``asr``, ``asr_<category>``, ``refusal_rate``, ``degenerate_rate``,
+    ``answered_rate``, ``sentiment_acc``, ``arithmetic_exact_match``, ``knowledge_acc``, ``utility``,
+    ``helpfulness_nll`` …), the merged lm-eval results and one row per sample; writes metrics.json (with
+    the rates' intervals), samples.jsonl and metrics.png when `output_dir` is given.
     `task_limits` overrides `limit` per task (None: every item of that task). `backend` (``hf``, or
     ``vllm`` from its plugin) builds the model on `device` in `dtype` with `backend_options`; `batch_size`
     may be ``"auto"``.
@@ -204,12 +214,11 @@ def run_gates(
             for task in group:
                 by_limit.setdefault(task_limits.get(task, limit), []).append(task)
             for group_limit, members in by_limit.items():
-                _merge(
-                    merged,
-                    evaluate_tasks(
+                with use_token_counter(continuation_counter(lm, chat) if group else None):
+                    part = evaluate_tasks(
                         lm, members, manager, chat=chat, limit=group_limit, max_gen_toks=max_gen_toks
-                    ),
-                )
+                    )
+                _merge(merged, part)
     utility_tasks = [t for t in tasks if t in catalog.SUITES["utility"] or t in tasks_extra]
     settings = {
         "model": str(model_dir) if model_dir is not None else type(model or lm).__name__,

@@ -26,6 +26,7 @@ from mlflow_nlsr.calibration.run import CalibrationSettings, JobHooks, Models, c
 from mlflow_nlsr.calibration.search import Budget
 from mlflow_nlsr.calibration.steps import realign_step
 from mlflow_nlsr.errors import ConfigError, GateError, InputError, JobStoreError, NLSRError, RegistryError
+from mlflow_nlsr.gates.intervals import metrics_with_intervals, read_intervals
 from mlflow_nlsr.gates.policy import evaluate_policy, load_gate_config
 from mlflow_nlsr.gates.runner import run_gates
 from mlflow_nlsr.io.hashing import sha256_dir
@@ -198,14 +199,18 @@ class NLSRService:
         limit = self.settings.gate_limit or resolved.rule.gate_limit
         if job.state is JobState.REALIGNED:
             metrics: dict[str, dict[str, float]] = {}
-            for role, path in (("finetuned", finetuned), ("aligned", aligned), ("realigned", out)):
+            roles = [("finetuned", finetuned), ("aligned", aligned)]
+            roles += [("base", base)] if "base" in gate_config.baselines else []  # only when a rule names it
+            for role, path in (*roles, ("realigned", out)):
                 with costs.stage(f"gate_{role}", options.device):
                     metrics[role] = self._gate(role, path, base, gate_config, limit, job_dir)
                 _fault("gate")
+            summary = json.loads((job_dir / "gates" / "realigned" / "metrics.json").read_text())
             verdict = evaluate_policy(
                 gate_config,
                 metrics["realigned"],
-                {"finetuned": metrics["finetuned"], "aligned": metrics["aligned"]},
+                {role: metrics[role] for role, _ in roles},
+                read_intervals(summary),
             )
             gated: dict[str, Any] = {
                 "verdict": verdict.to_dict(),
@@ -285,9 +290,13 @@ class NLSRService:
     def _gate(
         self, role: str, path: Path, base: Path, config: Any, limit: int | None, job_dir: Path
     ) -> dict[str, float]:
-        """Gate metrics of one model; the references' baselines are cached across jobs by content hash."""
+        """Gate metrics (with ``<rate>_ci_low/_ci_high``) of one model; references cached by content hash.
+
+        The base model runs only the suites the rules read from it.
+        """
         is_adapter = (path / "adapter_config.json").exists()
-        gate_kw: dict[str, Any] = config.run_kwargs(limit or None)
+        suites = config.baseline_suites("base") if role == "base" else None
+        gate_kw: dict[str, Any] = config.run_kwargs(limit or None, suites)
         if role == "realigned":
             out = job_dir / "gates" / role
         else:
@@ -296,7 +305,7 @@ class NLSRService:
             out = Path(self.settings.work_dir) / "gate-cache" / key
         metrics_file = out / "metrics.json"
         if metrics_file.exists():
-            return dict(json.loads(metrics_file.read_text())["metrics"])
+            return metrics_with_intervals(json.loads(metrics_file.read_text()))
         run = run_gates(
             base if is_adapter else path,
             adapter=path if is_adapter else None,
@@ -304,7 +313,7 @@ class NLSRService:
             output_dir=out,
             **gate_kw,
         )
-        return dict(run.metrics)
+        return metrics_with_intervals(run.summary())
 
     def _register(
         self,
