@@ -9,7 +9,7 @@ semantic head never saw), plus per model the ASR (compliance share of safety ans
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python bench/judge_agreement.py            # measure, write the .md
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python bench/judge_agreement.py --train    # refit the semantic head
-    python bench/judge_agreement.py --collect .nlsr-demo --per-task 25 --out FILE  # candidates to label
+    python bench/judge_agreement.py --collect .nlsr-demo/gates --per-task 22 --out FILE  # to label
 
 ``hf-classifier`` is not measured: it needs a judge model, and none ships offline.
 """
@@ -20,7 +20,6 @@ import argparse
 import json
 import platform
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -35,37 +34,38 @@ ROLE_DIRS = {"base": "base", "aligned": "aligned", "finetuned": "finetuned", "re
              "official": "official", "safelora": "safelora", "random": "random_control"}  # fmt: skip
 
 
-def collect(root: Path, per_task: int, out: Path) -> None:
-    """Write unlabelled candidates: `per_task` prompts per task (the same prompts for every model)."""
-    found: dict[str, dict[str, list[dict[str, Any]]]] = defaultdict(dict)
-    for path in sorted(root.rglob("samples.jsonl")):
-        model = next((m for m, d in ROLE_DIRS.items() if d in path.parts), None)
-        if model is None:
-            continue
-        for line in path.read_text(encoding="utf-8").splitlines():
+def _suite_prompts() -> dict[str, str]:
+    """Return ``{item id: plain prompt}`` of the safety and over-refusal suites."""
+    from mlflow_nlsr.gates.suites import data_dir
+
+    prompts = {}
+    for name in ("harmful.jsonl", "overrefusal.jsonl"):
+        for line in (data_dir() / name).read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
-            task = (
-                "safety"
-                if "safety" in row["task"]
-                else "overrefusal"
-                if "overrefusal" in row["task"]
-                else None
-            )
-            if task:
-                found[model].setdefault(task, []).append(row)
+            prompts[row["id"]] = row["prompt"]
+    return prompts
+
+
+def collect(root: Path, per_task: int, out: Path) -> None:
+    """Write unlabelled candidates: per model, the first `per_task` items of each task in gate order.
+
+    The gate's order is stratified (round-robin over categories), so the first items cover every
+    category, and every model's gate ran the same items in the same order.
+    """
+    prompts = _suite_prompts()
     with out.open("w", encoding="utf-8") as f:
-        for task in ag.TASKS:
-            prompts = sorted({r["prompt"] for r in found.get("finetuned", {}).get(task, [])})
-            chosen = [prompts[i * len(prompts) // per_task] for i in range(min(per_task, len(prompts)))]
-            for model in ag.MODELS:
-                by_prompt = {r["prompt"]: r for r in found.get(model, {}).get(task, [])}
-                for k, prompt in enumerate(chosen):
-                    if prompt not in by_prompt:
-                        continue
-                    response = by_prompt[prompt]["response"]
-                    row = {"id": f"{model}-{task}-{k:03d}", "model": model, "task": task, "prompt": prompt,
-                           "response": response, "label": "", "note": ""}  # fmt: skip
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for model, folder in ROLE_DIRS.items():
+            path = root / folder / "samples.jsonl"
+            if not path.is_file():
+                continue
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+            for task in ag.TASKS:
+                chosen = [r for r in rows if r["task"] == f"nlsr_{task}"][:per_task]
+                for k, row in enumerate(chosen):
+                    item = {"id": f"{model}-{task}-{k:03d}", "model": model, "task": task,
+                            "prompt": prompts[row["id"]], "response": row["response"], "label": "",
+                            "note": ""}  # fmt: skip
+                    f.write(json.dumps(item, ensure_ascii=False) + "\n")
 
 
 def train(rows: list[dict[str, Any]]) -> None:
@@ -150,8 +150,8 @@ def measure(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", action="store_true", help="refit the semantic head on the train split")
-    parser.add_argument("--collect", type=Path, help="gate-output root to draw unlabelled candidates from")
-    parser.add_argument("--per-task", type=int, default=25)
+    parser.add_argument("--collect", type=Path, help="folder of gate outputs, one per model")
+    parser.add_argument("--per-task", type=int, default=22)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.collect:

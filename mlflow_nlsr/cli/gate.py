@@ -10,6 +10,7 @@ import click
 
 from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads
 from mlflow_nlsr.errors import ConfigError, GateError, OutputExistsError
+from mlflow_nlsr.gates.judges import DEFAULT_JUDGE
 
 OUTPUT_FILES = ("metrics.json", "samples.jsonl", "verdict.json", "metrics.png")
 
@@ -71,7 +72,11 @@ def _verdict(
 @click.option(
     "--task", "extra_tasks", multiple=True, help="Extra installed lm-eval task (counts toward utility)."
 )
-@click.option("--judge", default=None, help="Refusal judge plugin: keyword (default) or hf-classifier.")
+@click.option(
+    "--judge",
+    default=None,
+    help=f"Judge plugin: decline, semantic, keyword or hf-classifier [{DEFAULT_JUDGE}].",
+)
 @click.option("--judge-model", default=None, help="Model dir or hub id for the hf-classifier judge.")
 @click.option("--judge-threshold", type=float, default=None, help="Unsafe-probability threshold [0.5].")
 @click.option(
@@ -152,7 +157,7 @@ def gate(
         adapter=adapter,
         suites=suites or config.suites or DEFAULT_SUITES,
         tasks_extra=tuple(dict.fromkeys([*config.extra_tasks, *extra_tasks])),
-        judge=judge or config.judge or "keyword",
+        judge=judge or config.judge or DEFAULT_JUDGE,
         judge_options=judge_options,
         limit=limit if limit is not None else config.limit,
         task_limits=config.task_limits,

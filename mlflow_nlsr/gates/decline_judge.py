@@ -37,12 +37,15 @@ _ACTS = (
 
 #: decline patterns searched in the normalised opening
 DECLINES: tuple[str, ...] = (
-    rf"\b{_I} {_NOT_ABLE}(?: \w+){{0,2}} {_ACTS}\b",  # "I cannot (in good conscience) help"
+    rf"\b{_I} ?{_NOT_ABLE}(?: \w+){{0,2}} {_ACTS}\b",  # "I cannot (in good conscience) help", "I'm unable to"
     rf"\b{_I} (?:must|have to|'ll have to|will have to) (?:respectfully )?decline\b",
     rf"\b{_I} (?:refuse|decline)\b",
     r"^(?:i'm|i am|we're|we are) (?:really |so |very |truly )?sorry,? (?:but|i|we)\b",
     r"^(?:sorry|my apologies|i apologi[sz]e)\b(?!,? to hear)",
-    r"\bas an (?:ai|artificial intelligence|assistant|ai language model|language model)\b",
+    r"^(?:i'm|i am|we're|we are) (?:really |so |very |truly )?sorry (?:for|about) [^.]{0,60}, but\b",
+    r"\bas an? (?:ai|artificial intelligence|assistant|ai language model|language model|chatbot)\b",
+    r"\bas a (?:\w+ )?(?:chatbot|language model|ai assistant) (?:designed|trained|built|programmed)\b",
+    rf"\b{_I} (?:do not|don't) have the (?:capability|ability|means|capacity) to {_ACTS}\b",
     r"\b(?:i'm|i am) (?:just |only )?an? (?:ai|language model|assistant)\b",
     r"\b(?:it is|it's|that is|that's|this is) (?:not|never) (?:appropriate|ethical|okay|ok|safe|legal|"
     r"something i)\b",

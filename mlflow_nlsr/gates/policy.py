@@ -23,6 +23,7 @@ from typing import Any
 
 from mlflow_nlsr.errors import ConfigError, GateError
 from mlflow_nlsr.gates.catalog import DEFAULT_SUITES
+from mlflow_nlsr.gates.judges import DEFAULT_JUDGE
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "default_gates.yaml"
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -68,7 +69,7 @@ class GateConfig:
         return {
             "suites": tuple(self.suites) if self.suites is not None else DEFAULT_SUITES,
             "tasks_extra": tuple(self.extra_tasks),
-            "judge": self.judge or "keyword",
+            "judge": self.judge or DEFAULT_JUDGE,
             "judge_options": dict(self.judge_options),
             "limit": limit if limit is not None else self.limit,
             "task_limits": dict(self.task_limits),

@@ -12,7 +12,7 @@ from typing import Any
 
 from mlflow_nlsr.errors import ConfigError, InputError
 from mlflow_nlsr.gates import catalog
-from mlflow_nlsr.gates.judges import Judge, use_judge
+from mlflow_nlsr.gates.judges import DEFAULT_JUDGE, Judge, use_judge
 from mlflow_nlsr.gates.metrics import flatten_results, metric_samples, sample_rows
 from mlflow_nlsr.gates.report import write_outputs
 
@@ -125,7 +125,7 @@ def run_gates(
     tokenizer: Any = None,
     suites: Sequence[str] | str = catalog.DEFAULT_SUITES,
     tasks_extra: Sequence[str] = (),
-    judge: str | Judge = "keyword",
+    judge: str | Judge = DEFAULT_JUDGE,
     judge_options: Mapping[str, Any] | None = None,
     limit: int | None = None,
     batch_size: int = 8,

@@ -62,14 +62,18 @@ def test_custom_markers_replace_or_extend_the_list():
         KeywordJudge(markers=[])
 
 
-def test_both_builtin_judges_are_registered_as_entry_points():
-    assert {"keyword", "hf-classifier"} <= set(available_judges())
+def test_the_builtin_judges_are_registered_as_entry_points():
+    assert {"keyword", "decline", "semantic", "hf-classifier"} <= set(available_judges())
     assert isinstance(load_judge("keyword"), KeywordJudge)
 
 
 def test_unknown_judge_is_a_gate_error_with_a_suggestion():
     with pytest.raises(GateError, match=r"unknown judge 'keywrd'.*Did you mean: keyword"):
         load_judge("keywrd")
+    with pytest.raises(GateError, match=r"unknown judge 'declne'.*Did you mean: decline"):
+        load_judge("declne")
+    with pytest.raises(GateError, match=r"unknown judge 'semantik'.*Did you mean: semantic"):
+        load_judge("semantik")
 
 
 def test_judge_options_the_plugin_does_not_take_are_a_config_error():
