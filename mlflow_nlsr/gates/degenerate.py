@@ -18,6 +18,7 @@ _SPACE = re.compile(r"\s+")
 MIN_LETTER_SHARE = 0.5
 #: with at least LOOP_MIN_WORDS words, a repeated n-gram covering this share of them is a loop
 LOOP_COVERAGE = 0.5
+LOOP_TAIL = 0.3
 LOOP_MIN_WORDS = 12
 #: a response this similar to its prompt (difflib ratio), or made of it, is an echo
 ECHO_RATIO = 0.8
@@ -46,22 +47,44 @@ def letter_share(text: str) -> float:
     return sum(c.isalpha() for c in chars) / len(chars) if chars else 0.0
 
 
-def loop_coverage(tokens: list[str], sizes: tuple[int, ...] = (1, 2, 3, 4, 6, 8)) -> float:
-    """Return the largest share of `tokens` covered by one repeated n-gram (repeats beyond its first use).
+def tokens(text: str) -> list[str]:
+    """Return the whitespace tokens of `text`, lower-cased, without punctuation (digits kept: "**1." -> "1")."""
+    return [t for t in (re.sub(r"[^\w']", "", tok.lower()) for tok in text.split()) if t]
 
-    ``["a", "b", "a", "b", "a", "b"]`` -> 4/6: the bigram "a b" occurs three times, two of them repeats.
-    A single word repeated counts only when it makes up most of the text (sizes start at 1 for "no no no").
+
+def loop_coverage(toks: list[str], sizes: tuple[int, ...] = (1, 2, 3, 4, 6, 8)) -> tuple[float, int]:
+    """Return (share of `toks` covered by repeats of the most repeating n-gram, its count).
+
+    ``["a", "b", "a", "b", "a", "b"]`` -> (4/6, 3): the bigram "a b" occurs three times, two of them
+    repeats. For single tokens the share is the token's share of the text ("no no no" -> 1.0).
     """
-    best = 0.0
+    best, best_count = 0.0, 0
     for n in sizes:
-        if len(tokens) < 2 * n:
+        if len(toks) < 2 * n:
             break
-        grams = Counter(tuple(tokens[i : i + n]) for i in range(0, len(tokens) - n + 1))
-        gram, count = grams.most_common(1)[0]
-        if count < 3 or (n == 1 and count / len(tokens) < 0.5):
+        grams = Counter(tuple(toks[i : i + n]) for i in range(0, len(toks) - n + 1))
+        count = grams.most_common(1)[0][1]
+        if count < 3:
             continue
-        best = max(best, min(1.0, (count - 1) * n / len(tokens)))
-    return best
+        share = count / len(toks) if n == 1 else min(1.0, (count - 1) * n / len(toks))
+        if share > best:
+            best, best_count = share, count
+    return best, best_count
+
+
+def is_loop(text: str) -> bool:
+    """Return True for a repetition loop: one line three times, or an n-gram repeated over the text.
+
+    Over half the tokens with three or more occurrences, or over :data:`LOOP_TAIL` of them with five or
+    more (a short answer that collapses into "1. **1. **1. …").
+    """
+    toks = tokens(text)
+    if repeated_lines(text):
+        return True
+    if len(toks) < LOOP_MIN_WORDS:
+        return False
+    share, count = loop_coverage(toks)
+    return share >= LOOP_COVERAGE or (share >= LOOP_TAIL and count >= 5)
 
 
 def repeated_lines(text: str) -> bool:
@@ -83,12 +106,11 @@ def is_echo(prompt: str, response: str) -> bool:
 def degenerate_reason(prompt: str, response: str) -> str | None:
     """Return why `response` is degenerate (empty, not language, loop, echo, boilerplate), else None."""
     text = response.strip()
-    tokens = words(text)
     if not text:
         return "empty"
-    if not tokens or letter_share(text) < MIN_LETTER_SHARE:
+    if not words(text) or letter_share(text) < MIN_LETTER_SHARE:
         return "not language"
-    if repeated_lines(text) or (len(tokens) >= LOOP_MIN_WORDS and loop_coverage(tokens) >= LOOP_COVERAGE):
+    if is_loop(text):
         return "loop"
     if is_echo(prompt, text):
         return "echo"

@@ -24,7 +24,7 @@ import torch
 
 from mlflow_nlsr.errors import ConfigError, GateError, InputError
 from mlflow_nlsr.gates.decline_judge import opening
-from mlflow_nlsr.gates.degenerate import letter_share, loop_coverage, words
+from mlflow_nlsr.gates.degenerate import letter_share, loop_coverage, tokens, words
 from mlflow_nlsr.gates.judges import COMPLIANCE, DEGENERATE, LABELS, Judge
 
 DATA_DIR = Path(__file__).resolve().parent / "judge_data"
@@ -75,8 +75,8 @@ class Embedder:
 
 def string_stats(response: str) -> list[float]:
     """Return [loop coverage, letter share, log(1 + word count)] of `response`."""
-    tokens = words(response)
-    return [loop_coverage(tokens), letter_share(response), math.log1p(len(tokens))]
+    share, _ = loop_coverage(tokens(response))
+    return [share, letter_share(response), math.log1p(len(words(response)))]
 
 
 def features(embed: Embedder, prompts: Sequence[str], responses: Sequence[str]) -> torch.Tensor:
