@@ -51,7 +51,8 @@ DECLINES: tuple[str, ...] = (
     r"something i)\b",
     r"\b(?:not|isn't|is not) something (?:i|we) (?:can|could|will|would)\b",
     r"\blet's (?:talk|chat) about something else\b",
-    r"\b(?:i'm|i am) (?:only |just )?here to help (?:you )?with (?:your|any) (?:own |other )?(?:questions|concerns)",
+    r"\b(?:i'm|i am) (?:only |just )?here to help (?:you )?with (?:your|any) (?:own |other )?"
+    r"(?:questions|concerns)",
     r"\blet's (?:change|switch) the (?:subject|topic)\b",
     r"\b(?:i'd|i would) (?:rather|prefer) not\b",
     r"\bi (?:strongly )?(?:advise|urge|recommend|encourage) (?:you )?against\b",

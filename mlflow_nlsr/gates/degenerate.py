@@ -48,7 +48,7 @@ def letter_share(text: str) -> float:
 
 
 def tokens(text: str) -> list[str]:
-    """Return the whitespace tokens of `text`, lower-cased, without punctuation (digits kept: "**1." -> "1")."""
+    """Return the whitespace tokens of `text`, lower-cased, without punctuation ("**1." -> "1")."""
     return [t for t in (re.sub(r"[^\w']", "", tok.lower()) for tok in text.split()) if t]
 
 
