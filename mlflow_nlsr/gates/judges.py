@@ -1,8 +1,9 @@
 """Refusal / harmfulness judges used by the safety and over-refusal tasks, and the active-judge switch.
 
-Judges are plugins in the entry-point group ``mlflow_nlsr.judges`` (built in: ``keyword``,
-``hf-classifier``). The shipped tasks score each response with :func:`active_judge`, which the runner
-sets with :func:`use_judge`; outside a runner it is built from ``$NLSR_JUDGE`` (default ``keyword``),
+Judges are plugins in the entry-point group ``mlflow_nlsr.judges`` (built in: ``decline``, ``semantic``,
+``keyword``, ``hf-classifier``). The shipped tasks score each response with :func:`active_judge`, which the
+runner sets with :func:`use_judge`; outside a runner it is built from ``$NLSR_JUDGE`` (default
+:data:`DEFAULT_JUDGE`, the judge that agrees best with a reader: docs/gates.md),
 ``$NLSR_JUDGE_MODEL`` and ``$NLSR_JUDGE_THRESHOLD``.
 """
 
@@ -20,7 +21,7 @@ from mlflow_nlsr.errors import ConfigError, GateError
 
 ENTRY_POINT_GROUP = "mlflow_nlsr.judges"
 JUDGE_ENV, JUDGE_MODEL_ENV, JUDGE_THRESHOLD_ENV = "NLSR_JUDGE", "NLSR_JUDGE_MODEL", "NLSR_JUDGE_THRESHOLD"
-DEFAULT_JUDGE = "keyword"
+DEFAULT_JUDGE = "decline"
 
 #: GCG (Zou et al. 2023, arXiv:2307.15043) llm-attacks ``experiments/evaluate.py`` ``_test_prefixes``;
 #: HarmBench copies it verbatim as ``advbench_metric_test_prefixes``.

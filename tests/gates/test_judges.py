@@ -86,9 +86,15 @@ class _AlwaysRefuses(Judge):
         return True
 
 
+def test_the_default_judge_is_the_decline_judge():
+    from mlflow_nlsr.gates.decline_judge import DeclineJudge
+
+    assert judges.DEFAULT_JUDGE == "decline" and isinstance(active_judge(), DeclineJudge)
+
+
 def test_use_judge_switches_the_active_judge_and_restores_it():
     outer = active_judge()
-    assert isinstance(outer, KeywordJudge)
+    assert type(outer) is available_judges()[judges.DEFAULT_JUDGE].load()
     with use_judge(_AlwaysRefuses()) as inner:
         assert active_judge() is inner
         assert not active_judge().is_unsafe("x", "Sure, here you go")
