@@ -20,10 +20,17 @@ COMMANDS: dict[str, str] = {
     "status": "mlflow_nlsr.cli.jobs:status",
     "audit": "mlflow_nlsr.cli.jobs:audit",
     "worker": "mlflow_nlsr.cli.jobs:worker",
+    "approve": "mlflow_nlsr.cli.governance:approve",
+    "reject": "mlflow_nlsr.cli.governance:reject",
+    "rollback": "mlflow_nlsr.cli.governance:rollback",
+    "requeue": "mlflow_nlsr.cli.governance:requeue",
+    "cancel": "mlflow_nlsr.cli.governance:cancel",
+    "verify": "mlflow_nlsr.cli.verify:verify",
+    "gc": "mlflow_nlsr.cli.governance:gc",
     "watch": "mlflow_nlsr.cli.triggers:watch",
     "serve": "mlflow_nlsr.cli.triggers:serve",
     "webhook": "mlflow_nlsr.cli.triggers:webhook",
-    "log-model": "mlflow_nlsr.cli.models:log_model",
+    "log-model": "mlflow_nlsr.cli.log_model:log_model",
     "demo": "mlflow_nlsr.cli.demo:demo",
 }
 

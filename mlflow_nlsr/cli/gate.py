@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads
+from mlflow_nlsr.cli._common import (
+    batch_size_type,
+    echo_json,
+    handle_errors,
+    json_option,
+    limit_threads,
+    placement_options,
+)
 from mlflow_nlsr.errors import ConfigError, GateError, OutputExistsError
 from mlflow_nlsr.gates.judges import DEFAULT_JUDGE
 
@@ -83,12 +90,19 @@ def _verdict(
     "--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N items/task."
 )
 @click.option(
-    "--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Prompts per batch."
+    "--batch-size",
+    type=batch_size_type,
+    default="8",
+    show_default=True,
+    help="Prompts per batch, or auto (the largest that fits on a GPU; 16 on the CPU).",
 )
 @click.option(
     "--max-gen-toks", type=click.IntRange(min=1), default=None, help="Token budget of every generative task."
 )
-@click.option("--device", default="cpu", show_default=True, help="torch device for the model.")
+@placement_options
+@click.option(
+    "--backend", default=None, help="Gate backend: hf (built in) or vllm (its plugin) [default: config, hf]."
+)
 @click.option(
     "--config",
     "config_path",
@@ -110,9 +124,11 @@ def gate(
     judge_model: str | None,
     judge_threshold: float | None,
     limit: int | None,
-    batch_size: int,
+    batch_size: int | str,
     max_gen_toks: int | None,
-    device: str,
+    device: str | None,
+    dtype: str | None,
+    backend: str | None,
     config_path: Path | None,
     baseline_args: tuple[str, ...],
     output_dir: Path | None,
@@ -164,7 +180,10 @@ def gate(
         batch_size=batch_size,
         max_gen_toks=max_gen_toks,
         output_dir=output_dir,
-        device=device,
+        device=device or config.device or "auto",
+        dtype=dtype or config.dtype or "auto",
+        backend=backend or config.backend,
+        backend_options=config.backend_options,
     )
     verdict = _verdict(config_path, run.metrics, baselines)
     outputs = {**{k: str(v) for k, v in run.outputs.items()}, "verdict": str(output_dir / VERDICT_FILE)}

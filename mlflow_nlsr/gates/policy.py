@@ -17,13 +17,14 @@ import math
 import operator
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mlflow_nlsr.errors import ConfigError, GateError
 from mlflow_nlsr.gates.catalog import DEFAULT_SUITES
 from mlflow_nlsr.gates.judges import DEFAULT_JUDGE
+from mlflow_nlsr.placement import check_device, check_dtype
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "default_gates.yaml"
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -63,17 +64,32 @@ class GateConfig:
     limit: int | None = None
     #: per-task item limits overriding `limit` (None: every item), e.g. a cheap utility task in full
     task_limits: Mapping[str, int | None] = field(default_factory=dict)
+    #: the engine that generates (``gates.backends``: hf, or vllm from its plugin) and its arguments
+    backend: str = "hf"
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
+    #: where the gated models run (None: the job's device / dtype, see ``placed``)
+    device: str | None = None
+    dtype: str | None = None
 
     def run_kwargs(self, limit: int | None = None) -> dict[str, Any]:
         """``run_gates`` keyword arguments (`limit` overrides the config's; no suites: DEFAULT_SUITES)."""
-        return {
+        kwargs = {
             "suites": tuple(self.suites) if self.suites is not None else DEFAULT_SUITES,
             "tasks_extra": tuple(self.extra_tasks),
             "judge": self.judge or DEFAULT_JUDGE,
             "judge_options": dict(self.judge_options),
             "limit": limit if limit is not None else self.limit,
             "task_limits": dict(self.task_limits),
+            "device": self.device or "auto",
+            "dtype": self.dtype or "auto",
         }
+        if self.backend != "hf" or self.backend_options:
+            kwargs.update(backend=self.backend, backend_options=dict(self.backend_options))
+        return kwargs
+
+    def placed(self, device: str | None, dtype: str | None) -> GateConfig:
+        """Return a copy with the job's `device` / `dtype` where the config sets none."""
+        return replace(self, device=self.device or device, dtype=self.dtype or dtype)
 
     @property
     def baselines(self) -> tuple[str, ...]:
@@ -137,7 +153,9 @@ def parse_gate_config(data: Mapping[str, Any]) -> GateConfig:
         raise ConfigError(
             f"a gate config should be a mapping with a 'rules' list, found {type(data).__name__}"
         )
-    unknown = set(data) - {"rules", "suites", "extra_tasks", "judge", "judge_options", "limit", "task_limits"}
+    known = {"rules", "suites", "extra_tasks", "judge", "judge_options", "limit", "task_limits", "backend",
+             "backend_options", "device", "dtype"}
+    unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown gate config keys {sorted(unknown)}")
     raw_rules = data.get("rules")
@@ -162,8 +180,10 @@ def parse_gate_config(data: Mapping[str, Any]) -> GateConfig:
                 f"found {value!r}"
             )
     options = data.get("judge_options") or {}
-    if not isinstance(options, Mapping):
-        raise ConfigError(f"gate config 'judge_options' should be a mapping, found {options!r}")
+    backend_options = data.get("backend_options") or {}
+    for name, value in (("judge_options", options), ("backend_options", backend_options)):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"gate config '{name}' should be a mapping, found {value!r}")
     return GateConfig(
         rules=rules,
         suites=tuple(suites) if suites is not None else None,
@@ -172,6 +192,10 @@ def parse_gate_config(data: Mapping[str, Any]) -> GateConfig:
         judge_options=dict(options),
         limit=limit,
         task_limits=dict(task_limits),
+        backend=str(data.get("backend") or "hf"),
+        backend_options=dict(backend_options),
+        device=check_device(data["device"]) if data.get("device") else None,
+        dtype=check_dtype(data["dtype"]) if data.get("dtype") else None,
     )
 
 

@@ -16,8 +16,8 @@ from mlflow_nlsr import lineage
 from mlflow_nlsr.errors import NLSRError, WebhookRejected
 from mlflow_nlsr.registry.client import RegistryClient
 from mlflow_nlsr.registry.webhook import ReplayGuard, verify
-from mlflow_nlsr.store.models import Job
 from mlflow_nlsr.store.repository import JobStore
+from mlflow_nlsr.store.tables import Job
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ def enqueue_version(
     trigger: str,
     actor: str,
     tags: Mapping[str, str] | None = None,
+    registered_by: str | None = None,
 ) -> Job | None:
     """Queue a job unless the version is one NLSR registered itself (loop prevention); tag it queued."""
     if tags is not None and tags.get(lineage.REALIGNED) == "true":
@@ -39,7 +40,7 @@ def enqueue_version(
             inputs={"trigger": trigger}, reasons=["version was registered by NLSR"],
         )  # fmt: skip
         return None
-    job, created = store.enqueue(name, version, trigger, actor)
+    job, created = store.enqueue(name, version, trigger, actor, registered_by=registered_by)
     if created and client is not None:
         try:
             client.set_version_tags(name, version, {lineage.STATUS: "queued"})

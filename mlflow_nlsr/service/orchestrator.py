@@ -9,32 +9,42 @@ only after the realigned weights are fully written, registered and gated.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import signal
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from mlflow_nlsr import lineage
-from mlflow_nlsr.calibration.records import calibration_runs, calibration_tags
+from mlflow_nlsr.calibration.records import calibration_reasons, calibration_runs, calibration_tags
+from mlflow_nlsr.calibration.run import CalibrationSettings, JobHooks, Models, calibrate_job
+from mlflow_nlsr.calibration.search import Budget
+from mlflow_nlsr.calibration.steps import realign_step
 from mlflow_nlsr.errors import ConfigError, GateError, InputError, JobStoreError, NLSRError, RegistryError
 from mlflow_nlsr.gates.policy import evaluate_policy, load_gate_config
 from mlflow_nlsr.gates.runner import run_gates
 from mlflow_nlsr.io.hashing import sha256_dir
 from mlflow_nlsr.pipeline import realign
 from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model, resolve_to_local
+from mlflow_nlsr.report_sections import calibration_search
 from mlflow_nlsr.rules import Resolved, Rules
-from mlflow_nlsr.service.calibration_job import calibrate_job, calibration_reasons
+from mlflow_nlsr.service import model_card, promotion
+from mlflow_nlsr.service.costs import COSTS_FILE, StageCosts, cost_metrics, record_costs
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.intake import enqueue_version
+from mlflow_nlsr.service.notify import notify_job
+from mlflow_nlsr.service.poller import poll_registry
 from mlflow_nlsr.service.preflight import check_job_inputs
-from mlflow_nlsr.service.settings import Outcome, Settings
-from mlflow_nlsr.store.models import Job
+from mlflow_nlsr.service.settings import Outcome, Settings, job_work_dir
+from mlflow_nlsr.service.settings import slug as _slug
 from mlflow_nlsr.store.repository import JobStore
 from mlflow_nlsr.store.states import JobState
+from mlflow_nlsr.store.tables import Job
 
 log = logging.getLogger(__name__)
 
@@ -64,45 +74,38 @@ class NLSRService:
 
     # -- triggers --------------------------------------------------------------------------
     def enqueue(
-        self,
-        name: str,
-        version: str | int,
-        *,
-        trigger: str,
-        actor: str,
+        self, name: str, version: str | int, *, trigger: str, actor: str,
         tags: Mapping[str, str] | None = None,
-    ) -> Job | None:
+    ) -> Job | None:  # fmt: skip
         """Queue a job unless the version is one NLSR registered itself (loop prevention)."""
         return enqueue_version(
             self.store, self.client, name, version, trigger=trigger, actor=actor, tags=tags
         )
 
-    def poll_once(self, name_glob: str | None = None) -> list[Job]:
-        """Enqueue every version that has no ``nlsr.status`` tag yet (the safety net for lost webhooks)."""
-        jobs = []
-        for info in self.client.search_versions_without_tag(lineage.STATUS, name_glob):
-            job = self.enqueue(info.name, info.version, trigger="poller", actor="poller", tags=info.tags)
-            if job is not None:
-                jobs.append(job)
-        return jobs
+    def poll_once(self, name_glob: str | None = None, *, since: str | None = None) -> list[Job]:
+        """Enqueue new versions without an ``nlsr.status`` tag (service/poller.py: watermark, ``since``)."""
+        return poll_registry(self.store, self.client, name_glob, since=since)
 
     def process_version(
         self, name: str, version: str | int, *, trigger: str = "cli", actor: str = "cli"
     ) -> Outcome:
         """Run the whole job for one version now; return its outcome (idempotent: a done job is reported)."""
         info = self.client.get_version(name, version)
-        job = self.enqueue(name, info.version, trigger=trigger, actor=actor, tags=info.tags)
+        job = enqueue_version(
+            self.store, self.client, name, info.version, trigger=trigger, actor=actor, tags=info.tags,
+            registered_by=self.client.registering_user(info),
+        )  # fmt: skip
         if job is None:
             raise ConfigError(
                 f"{info.uri} was registered by NLSR (nlsr.realigned=true); realigned "
                 "versions are never realigned again"
             )
-        if job.terminal:
+        if job.settled:  # done, or parked awaiting approval
             return Outcome.of(job)
         claimed = self.store.claim(self.settings.worker_id, self.settings.lease_seconds, job_id=job.id)
         if claimed is None:
             current = self.store.get_by_id(job.id) or job
-            if current.terminal:
+            if current.settled:
                 return Outcome.of(current)
             raise JobStoreError(
                 f"{info.uri}: job {job.id} is {current.state} and leased by "
@@ -157,21 +160,18 @@ class NLSRService:
                     {lineage.STATUS: "failed", lineage.ERROR: reason[: lineage.MAX_TAG]},
                     quiet=True,
                 )
+                notify_job(self.store, self.rules.notify, failed)
             return Outcome.of(failed, (reason,))
 
     def _execute(self, job: Job, beat: Heartbeat) -> Outcome:
         name, version, worker = job.model_name, job.version, self.settings.worker_id
         info = self.client.get_version(name, version)
+        if job.registered_by is None:  # queued by a webhook: learn who registered the version now
+            self.store.note_registered_by(job.id, self.client.registering_user(info))
         if is_realigned(info):
             return self._skip(job, "version was registered by NLSR (nlsr.realigned=true)")
-        overrides = {
-            k: v
-            for k, v in (
-                ("nlsr.base_uri", self.settings.base_uri),
-                ("nlsr.aligned_uri", self.settings.aligned_uri),
-            )
-            if v
-        }
+        given = (("nlsr.base_uri", self.settings.base_uri), ("nlsr.aligned_uri", self.settings.aligned_uri))
+        overrides = {k: v for k, v in given if v}
         resolved = self.rules.resolve(name, {**info.tags, **overrides})
         if resolved is None:
             return self._skip(
@@ -179,33 +179,28 @@ class NLSRService:
                 f"no nlsr.yaml rule matches {name!r} and the version has no "
                 "nlsr.base_uri/nlsr.aligned_uri tags",
             )
-        options = resolved.rule.options(**dict(self.settings.realign_overrides))
-        job_dir = Path(self.settings.work_dir) / "jobs" / _slug(name) / str(version)
+        options = resolved.rule.options(
+            **{**self.settings.placement_overrides(), **dict(self.settings.realign_overrides)}
+        )
+        rule = replace(resolved.rule, device=options.device, dtype=options.dtype)  # one place for the job
+        job_dir = job_work_dir(Path(self.settings.work_dir), name, version)
+        costs = StageCosts(job_dir / COSTS_FILE)
         self._tag_source(name, version, {lineage.STATUS: str(job.state)})
         base = resolve_to_local(resolved.base_uri, Path(self.settings.work_dir) / "inputs", self.client)
         aligned = resolve_to_local(resolved.aligned_uri, Path(self.settings.work_dir) / "inputs", self.client)
         finetuned = resolve_to_local(info.uri, job_dir / "input", self.client)
         out = job_dir / "realigned"
         if job.state is JobState.RUNNING:
-            if not (out / "nlsr_report.json").exists():
-                check_job_inputs(base, aligned, finetuned, options, resolved.rule.gate_config)
-                if self.settings.calibrate:  # ladder search, every attempt audited (calibrate_run.py)
-                    calibrate_job(
-                        self, job, resolved.rule, base, aligned, finetuned, out, options, beat.check
-                    )
-                else:
-                    realign(base, aligned, finetuned, out, options, overwrite=True)
-            _fault("realign")
-            beat.check()
-            job = self.store.advance(job.id, worker, JobState.REALIGNED, config_sha256=options.sha256())
-            self._tag_source(name, version, {lineage.STATUS: "realigned"})
+            with costs.stage("realign", options.device):
+                job = self._realign(job, Models(base, aligned, finetuned, out), options, rule, beat)
         report = json.loads((out / "nlsr_report.json").read_text())
-        gate_config = load_gate_config(resolved.rule.gate_config)
+        gate_config = _gate_config(rule)
         limit = self.settings.gate_limit or resolved.rule.gate_limit
         if job.state is JobState.REALIGNED:
             metrics: dict[str, dict[str, float]] = {}
             for role, path in (("finetuned", finetuned), ("aligned", aligned), ("realigned", out)):
-                metrics[role] = self._gate(role, path, base, gate_config, limit, job_dir)
+                with costs.stage(f"gate_{role}", options.device):
+                    metrics[role] = self._gate(role, path, base, gate_config, limit, job_dir)
                 _fault("gate")
             verdict = evaluate_policy(
                 gate_config,
@@ -222,29 +217,71 @@ class NLSRService:
             job = self.store.advance(job.id, worker, JobState.GATED, result=gated)
             self._tag_source(name, version, {lineage.STATUS: "gated"})
         result: dict[str, Any] = dict(job.result or {})
+        report = record_costs(out, costs, options)
         new_version = self._register(job, info.uri, resolved, report, options.sha256(), result, job_dir)
         _fault("register")
         beat.check()
         passed = bool(result["verdict"]["passed"])
         target = resolved.rule.target_name or name
-        if passed and self.settings.promote and resolved.rule.promote:
-            self.client.set_alias(target, resolved.rule.alias, new_version)
-            state = JobState.PROMOTED
-            reasons = list(result.get("reasons", []))
-        elif passed:  # promotion switched off: registered and gated, the alias stays where it is
-            state = JobState.REGISTERED
-            reasons = ["gates passed; promotion disabled (--no-promote or rule promote: false)"]
-        else:
-            state = JobState.REJECTED
-            reasons = list(result.get("reasons", []))
-        tags = {lineage.STATUS: state.value, lineage.REALIGNED_VERSION: f"{target}/{new_version}"}
+        # auto / manual promotion, alias history, never backwards: service/promotion.py
+        decision = promotion.conclude(self, job, resolved.rule, target, new_version, result)
+        tags = {lineage.STATUS: decision.state.value, lineage.REALIGNED_VERSION: f"{target}/{new_version}"}
         if not passed:
             tags[lineage.REASONS] = lineage.reasons_text(result["verdict"])
         self._tag_source(name, version, tags)
-        done = self.store.finish(job.id, worker, state, reasons=reasons, realigned_version=new_version)
+        done = self.store.finish(
+            job.id, worker, decision.state, reasons=decision.reasons, realigned_version=new_version,
+            result={**result, "promotion": decision.promotion, "reasons": decision.reasons},
+        )  # fmt: skip
+        notify_job(self.store, self.rules.notify, done)  # never raises (service/notify.py)
         return Outcome.of(done)
 
     # -- steps -----------------------------------------------------------------------------
+    def _realign(self, job: Job, models: Models, options: Any, rule: Any, beat: Heartbeat) -> Job:
+        """Check the inputs, realign (or calibrate: every attempt audited), advance to REALIGNED."""
+        if not (models.output / "nlsr_report.json").exists():
+            check_job_inputs(models.base, models.aligned, models.finetuned, options, rule.gate_config)
+            if self.settings.calibrate:
+                hooks = self._calibration_hooks(job, models, rule, beat)
+                calibrate_job(models, options, self._calibration_settings(rule), hooks)
+            else:
+                realign(models.base, models.aligned, models.finetuned, models.output, options, overwrite=True)
+        _fault("realign")
+        beat.check()
+        job = self.store.advance(
+            job.id, self.settings.worker_id, JobState.REALIGNED, config_sha256=options.sha256()
+        )
+        self._tag_source(job.model_name, job.version, {lineage.STATUS: "realigned"})
+        return job
+
+    def _calibration_settings(self, rule: Any) -> CalibrationSettings:
+        """The calibration's gates and bounds: the rule's gate config, the service's limits and budget."""
+        s = self.settings
+        return CalibrationSettings(
+            _gate_config(rule),
+            gate_limit=s.gate_limit or rule.gate_limit,
+            quick_limit=s.calibration_quick_limit,
+            batch_size=s.gate_batch_size,
+            budget=Budget(
+                s.calibration_max_attempts, s.calibration_time_budget_s, screen_z=s.calibration_screen_z
+            ),
+        )
+
+    def _calibration_hooks(self, job: Job, models: Models, rule: Any, beat: Heartbeat) -> JobHooks:
+        """What a job's calibration may do: realign, gate references (cached), audit, check the lease."""
+        config, job_dir = _gate_config(rule), models.output.parent
+
+        def reference_gate(role: str, path: Path, limit: int | None) -> dict[str, float]:
+            return self._gate(role, path, models.base, config, limit, job_dir)
+
+        def audit(event: str, inputs: dict[str, Any], decision: str, reasons: list[str]) -> None:
+            self.store.audit(event, actor=self.settings.worker_id, model_name=job.model_name,
+                             version=job.version, job_id=job.id, inputs=inputs, decision=decision,
+                             reasons=reasons)  # fmt: skip
+
+        realign = realign_step(models.base, models.aligned, models.finetuned)
+        return JobHooks(realign=realign, reference_gate=reference_gate, audit=audit, heartbeat=beat.check)
+
     def _gate(
         self, role: str, path: Path, base: Path, config: Any, limit: int | None, job_dir: Path
     ) -> dict[str, float]:
@@ -298,16 +335,17 @@ class NLSRService:
             verdict=result["verdict"],
             metrics=result["metrics"],
         )
-        if isinstance(report.get("calibration"), Mapping) and "attempts" in report["calibration"]:
-            tags.update(calibration_tags(report["calibration"]))  # not ActSVD's calibration-data section
-        card = lineage.model_card(
-            source_uri=source_uri,
-            base_uri=resolved.base_uri,
-            aligned_uri=resolved.aligned_uri,
-            report=report,
-            verdict=result["verdict"],
-            metrics=result["metrics"],
-        )
+        search = calibration_search(report)
+        if search is not None:
+            tags.update(calibration_tags(search))
+        card = model_card.render(
+            model_card.CardInputs(
+                source_uri, resolved.base_uri, resolved.aligned_uri, report, result["verdict"],
+                result["metrics"], model_card.read_gate_summary(job_dir / "gates"), job.registered_by, job.id,
+            )
+        )  # fmt: skip
+        (job_dir / "realigned" / model_card.CARD_NAME).write_text(card)  # logged with the weights
+        card = f"{card}\n\n{lineage.review_link(job.model_name, job.version)}"  # MLflow's page -> /nlsr/
         model_id, version = log_local_model(
             job_dir / "realigned",
             name=f"{_slug(job.model_name)}-v{job.version}-nlsr",
@@ -322,16 +360,16 @@ class NLSRService:
             raise RegistryError(f"registering the realigned model of {source_uri} returned no version")
         gates_dir = job_dir / "gates"
         flat = {f"{role}.{k}": v for role, values in result["metrics"].items() for k, v in values.items()}
+        flat.update(cost_metrics(report))
         run_id = self.client.log_gate_metrics(
             model_id,
             flat,
             params={"verdict": result["verdict"]["passed"]},
             artifacts_dir=gates_dir if gates_dir.exists() else None,
-            run_name=f"nlsr-gates-{_slug(job.model_name)}-v{job.version}",
+            run_name=lineage.gate_run_name(job.model_name, job.version),
         )
-        if isinstance(report.get("calibration"), Mapping) and "attempts" in report["calibration"]:
-            # one nested run per calibration attempt
-            self.client.log_child_runs(run_id, calibration_runs(report["calibration"]))
+        if search is not None:  # one nested run per calibration attempt
+            self.client.log_child_runs(run_id, calibration_runs(search))
         return version.version
 
     def _skip(self, job: Job, reason: str) -> Outcome:
@@ -350,11 +388,10 @@ class NLSRService:
             log.warning("could not tag %s/%s with %s", name, version, dict(tags))
 
 
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+def _gate_config(rule: Any) -> Any:
+    """The rule's gate config on the job's device and dtype (the config's own device, if set, wins)."""
+    return load_gate_config(rule.gate_config).placed(rule.device, rule.dtype)
 
 
 def _short_hash(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()[:8]

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from mlflow_nlsr.errors import JobStoreError
 from mlflow_nlsr.store import audit as _audit
 from mlflow_nlsr.store.engine import READ_ONLY, make_engine, migrate
-from mlflow_nlsr.store.models import AuditEvent, Job
 from mlflow_nlsr.store.states import JobState, parse_state
+from mlflow_nlsr.store.tables import AuditEvent, Job
 
 Clock = Callable[[], datetime]
 _S = TypeVar("_S", bound="StoreBase")
@@ -114,7 +114,8 @@ class StoreBase:
     def _record(self, session: Session, event: str, job: Job, actor: str, **kw: Any) -> None:
         _audit.record(
             session, event, at=self._clock(), actor=actor, model_name=job.model_name,
-            version=job.version, job_id=job.id, **kw,
+            version=job.version, job_id=job.id, registered_by=job.registered_by,
+            approved_by=job.approved_by, **kw,
         )  # fmt: skip
 
     def get(self, model_name: str, version: str | int) -> Job | None:
