@@ -5,30 +5,30 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
-from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads, placement_options
+from mlflow_nlsr.cli._common import F, echo_json, handle_errors, json_option, limit_threads, placement_options
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
+def _dir_option(flag: str, default: str, help_text: str) -> Callable[[F], F]:
+    """A directory option with a shown default, converted to a ``Path``."""
+    path = click.Path(file_okay=False, path_type=Path)
+    return click.option(flag, default=default, show_default=True, type=path, help=help_text)
+
+
 @click.command("demo")
-@click.option(
+@_dir_option(
     "--work-dir",
-    default=".nlsr-demo",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Cache of every stage (models, registry, realigned outputs, gate results); --fast uses WORK/fast.",
+    ".nlsr-demo",
+    "Cache of every stage (models, registry, realigned outputs, gate results); --fast uses WORK/fast.",
 )
-@click.option(
-    "--output",
-    default="demo-output",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where summary.json, report.md and the plots are written.",
-)
+@_dir_option("--output", "demo-output", "Where summary.json, report.md and the plots are written.")
 @click.option("--fresh", is_flag=True, help="Start over: rebuild every stage instead of reusing the cache.")
 @click.option("--fast", is_flag=True, help="CI size: fewer training pairs and gate items.")
 @click.option(
@@ -59,40 +59,16 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_
 @placement_options
 @json_option
 @handle_errors
-def demo(
-    work_dir: Path,
-    output: Path,
-    fresh: bool,
-    fast: bool,
-    gate_limit: int | None,
-    keep_server: bool,
-    calibrate: bool,
-    parallel: bool,
-    quiet: bool,
-    device: str | None,
-    dtype: str | None,
-    as_json: bool,
-) -> None:
+def demo(work_dir: Path, quiet: bool, as_json: bool, **options: Any) -> None:
     """Align, attack, register, realign (registry trigger), gate and promote SmolLM2-135M; print the table."""
+    # the other flags are named as the DemoConfig fields they set
     for key, value in OFFLINE_ENV.items():
         os.environ.setdefault(key, value)
     limit_threads()
     from mlflow_nlsr.demo.orchestrate import DemoConfig, run_demo
     from mlflow_nlsr.demo.report import format_table
 
-    config = DemoConfig(
-        work=work_dir,
-        output=output,
-        fresh=fresh,
-        fast=fast,
-        gate_limit=gate_limit,
-        keep_server=keep_server,
-        calibrate=calibrate,
-        parallel=parallel,
-        progress=not quiet,
-        device=device,
-        dtype=dtype,
-    )
+    config = DemoConfig(work=work_dir, progress=not quiet, **options)
     # libraries (MLflow's "View run" lines) print to stdout; keep stdout for the result alone
     with contextlib.redirect_stdout(sys.stderr):
         summary = run_demo(config, echo=lambda line: click.echo(line, err=True))
@@ -112,6 +88,6 @@ def demo(
     click.echo(f"Targets met: {len(summary['targets']) - len(missed)}/{len(summary['targets'])}"
                + (f" (not met: {', '.join(missed)})" if missed else ""))  # fmt: skip
     click.echo(f"Seconds: {summary['seconds']['total']:.0f} total; report: {summary['files']['report']}")
-    if keep_server:
+    if config.keep_server:
         pid = summary["server"]["pid"]
         click.echo(f"mlflow server still running at {summary['tracking_uri']} (pid {pid})")

@@ -155,6 +155,31 @@ def block_grams(
 
 
 @torch.no_grad()
+def project_factors(
+    factors: dict[str, nn.Linear],
+    grams: dict[str, torch.Tensor],
+    sparsity: float,
+    variant: str,
+    projected: dict[str, torch.Tensor],
+) -> None:
+    """Project each LoRA factor of one block in place onto its activation subspace (``core.actsvd_project``).
+
+    Args:
+        factors: key -> the ``nn.Linear`` holding a LoRA factor [d_out, d_in].
+        grams: key -> the input Gram matrix of that factor [d_in, d_in].
+        sparsity: P_SR, with ``variant`` the kept rank of each factor (``core.kept_rank``).
+        variant: see ``core.kept_rank``.
+        projected: filled with key -> the projected weight (float32, on the CPU).
+
+    """
+    for key, linear in factors.items():
+        d_out, d_in = linear.weight.shape
+        keep = core.kept_rank(min(d_out, d_in), sparsity, variant)
+        new = core.actsvd_project(linear.weight.detach().float(), grams[key], keep)
+        linear.weight.data.copy_(new.to(linear.weight.dtype))
+        projected[key] = new.cpu()
+
+
 def actsvd_projections(
     model: nn.Module,
     batches: list[dict[str, torch.Tensor]],
@@ -175,12 +200,7 @@ def actsvd_projections(
         block = blocks[index]
         factors = lora_factors(block, f"{prefix}.{index}")
         grams = block_grams(block, factors, states)
-        for key, linear in factors.items():
-            d_out, d_in = linear.weight.shape
-            keep = core.kept_rank(min(d_out, d_in), sparsity, variant)
-            new = core.actsvd_project(linear.weight.detach().float(), grams[key], keep)
-            linear.weight.data.copy_(new.to(linear.weight.dtype))
-            projected[key] = new.cpu()
+        project_factors(factors, grams, sparsity, variant, projected)
         if index + 1 < len(blocks):
             states = [s.with_hidden(run_block(block, s)) for s in states]
     return projected
@@ -271,6 +291,7 @@ def actsvd_reference_projections(
 __all__ = [
     "BlockInputs",
     "actsvd_projections",
+    "project_factors",
     "actsvd_reference_projections",
     "block_grams",
     "capture_block_inputs",

@@ -17,11 +17,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from mlflow_nlsr import core
 from mlflow_nlsr.errors import CalibrationError
 from mlflow_nlsr.io.adapters import key_a, key_b
 from mlflow_nlsr.io.safetensors_io import LazyCheckpoint
-from mlflow_nlsr.pipeline.activations import _gram_hooks
+from mlflow_nlsr.pipeline.activations import _gram_hooks, project_factors
 from mlflow_nlsr.pipeline.blockwise import BlockStream, replay, store_device
 
 _PEFT_PREFIX = "base_model.model."
@@ -111,12 +110,7 @@ def blockwise_projections(base: str | Path, reference: dict[str, torch.Tensor],
                 grams: dict[str, torch.Tensor] = {}
                 with _gram_hooks(factors, grams, state):
                     replay(block, states, device, before=before)
-                for key, linear in factors.items():
-                    d_out, d_in = linear.weight.shape
-                    keep = core.kept_rank(min(d_out, d_in), sparsity, variant)
-                    new = core.actsvd_project(linear.weight.detach().float(), grams[key], keep)
-                    linear.weight.data.copy_(new.to(linear.weight.dtype))
-                    projected[key] = new.cpu()
+                project_factors(factors, grams, sparsity, variant, projected)
                 if index + 1 < len(stream):
                     states = replay(block, states, device, carry=True)
     return projected

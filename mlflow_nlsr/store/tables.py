@@ -184,23 +184,8 @@ class AuditEvent(Base):
 
     def to_dict(self) -> dict[str, Any]:
         """Return the event as a JSON-ready dict (``at`` as ISO-8601 UTC)."""
-        return {
-            "id": self.id,
-            "at": self.at.isoformat(),
-            "job_id": self.job_id,
-            "model_name": self.model_name,
-            "version": self.version,
-            "actor": self.actor,
-            "event": self.event,
-            "inputs": self.inputs,
-            "decision": self.decision,
-            "reasons": self.reasons,
-            "registered_by": self.registered_by,
-            "approved_by": self.approved_by,
-            "host": self.host,
-            "prev_hash": self.prev_hash,
-            "row_hash": self.row_hash,
-        }
+        content = {**self.content(), "at": self.at.isoformat()}
+        return {"id": self.id, **content, "prev_hash": self.prev_hash, "row_hash": self.row_hash}
 
 
 class AliasMove(Base):
