@@ -176,14 +176,8 @@ def gate(
     baselines = parse_baselines(baseline_args)
     config = load_gate_config(config_path)
     if config_path is not None:
-        missing = [b for b in config.baselines if b not in baselines]
-        if missing:
-            raise GateError(f"gate config {config_path} needs --baseline for {', '.join(missing)}")
-    judge_options: dict[str, Any] = dict(config.judge_options)
-    if judge_model:
-        judge_options["model"] = judge_model
-    if judge_threshold is not None:
-        judge_options["threshold"] = judge_threshold
+        _check_baselines(config.baselines, config_path, baselines)
+    judge_options = _judge_options(config.judge_options, judge_model, judge_threshold)
     chosen = suites or config.suites or DEFAULT_SUITES
     extras = tuple(dict.fromkeys([*config.extra_tasks, *extra_tasks]))
     evaluated = set(tasks_for(chosen, extras))  # the config's task limits of tasks this run evaluates
@@ -214,13 +208,39 @@ def gate(
     if as_json:
         echo_json({"metrics": run.metrics, "intervals": intervals, "verdict": verdict, "outputs": outputs})
     else:
-        for name, value in run.metrics.items():
-            click.echo(f"{name:<32} {value:.4f}{_interval_text(intervals.get(name))}")
-        for reason in verdict["reasons"]:
-            click.echo(reason["message"])
-        for warning in verdict.get("warnings", []):
-            click.echo(f"WARNING: {warning}")
-        status = {True: "PASSED", False: "FAILED", None: "NOT EVALUATED"}[verdict["passed"]]
-        click.echo(f"gate {status}; outputs in {output_dir}")
+        _print_result(run.metrics, intervals, verdict, output_dir)
     if verdict["passed"] is False:
         sys.exit(1)
+
+
+def _check_baselines(needed: Any, config_path: Path, baselines: dict[str, Any]) -> None:
+    """Raise GateError if the gate config at ``config_path`` needs a --baseline that is not given."""
+    missing = [b for b in needed if b not in baselines]
+    if missing:
+        raise GateError(f"gate config {config_path} needs --baseline for {', '.join(missing)}")
+
+
+def _judge_options(
+    configured: Any, judge_model: str | None, judge_threshold: float | None
+) -> dict[str, Any]:
+    """The gate config's judge options with --judge-model and --judge-threshold laid over them."""
+    options: dict[str, Any] = dict(configured)
+    if judge_model:
+        options["model"] = judge_model
+    if judge_threshold is not None:
+        options["threshold"] = judge_threshold
+    return options
+
+
+def _print_result(
+    metrics: dict[str, float], intervals: dict[str, Any], verdict: dict[str, Any], output_dir: Path
+) -> None:
+    """Print each metric with its interval, the verdict's reasons and warnings, and the outcome line."""
+    for name, value in metrics.items():
+        click.echo(f"{name:<32} {value:.4f}{_interval_text(intervals.get(name))}")
+    for reason in verdict["reasons"]:
+        click.echo(reason["message"])
+    for warning in verdict.get("warnings", []):
+        click.echo(f"WARNING: {warning}")
+    status = {True: "PASSED", False: "FAILED", None: "NOT EVALUATED"}[verdict["passed"]]
+    click.echo(f"gate {status}; outputs in {output_dir}")

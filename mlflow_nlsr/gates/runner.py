@@ -146,6 +146,56 @@ def evaluate_tasks(lm: Any, tasks: Sequence[str], manager: Any, *, chat: bool, l
     return dict(result or {})
 
 
+def _check_sizes(limit: int | None, task_limits: Mapping[str, int | None], batch_size: int | str) -> None:
+    """Raise ConfigError for a non-positive item limit or batch size."""
+    for name, value in {"limit": limit, **{f"task_limits[{t}]": v for t, v in task_limits.items()}}.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"{name} should be a positive number of items per task, found {value}")
+    if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
+        raise ConfigError(f"batch size should be >= 1 or 'auto', found {batch_size!r}")
+
+
+def _resolve_tasks(
+    suites: Sequence[str] | str, tasks_extra: Sequence[str], task_limits: Mapping[str, int | None]
+) -> tuple[Sequence[str], list[str]]:
+    """Return (suite names, tasks to evaluate); ConfigError if none, or if a task limit names another task."""
+    suite_names = catalog.parse_suites(suites) if suites else ()
+    tasks = catalog.tasks_for(suite_names, tasks_extra)
+    if not tasks:
+        raise ConfigError("nothing to evaluate: no suite and no extra task given")
+    stray = sorted(set(task_limits) - set(tasks))
+    if stray:
+        raise ConfigError(f"task_limits name tasks that are not evaluated: {stray}; evaluated: {list(tasks)}")
+    return suite_names, tasks
+
+
+def _evaluate_groups(
+    lm: Any,
+    manager: Any,
+    groups: Sequence[tuple[bool, Sequence[str]]],
+    limits: Mapping[str, int | None],
+    max_gen_toks: int | None,
+) -> dict[str, Any]:
+    """Evaluate each (chat, tasks) group in one lm-eval call per item limit (``limits``: task -> limit).
+
+    Returns:
+        The lm-eval results of every call merged into one dict.
+
+    """
+    merged: dict[str, Any] = {}
+    for chat, group in groups:
+        by_limit: dict[int | None, list[str]] = {}
+        for task in group:
+            by_limit.setdefault(limits[task], []).append(task)
+        for group_limit, members in by_limit.items():
+            with use_token_counter(continuation_counter(lm, chat) if group else None):
+                part = evaluate_tasks(
+                    lm, members, manager, chat=chat, limit=group_limit, max_gen_toks=max_gen_toks
+                )
+            _merge(merged, part)
+    return merged
+
+
 def run_gates(
     model_dir: str | Path | None,
     *,
@@ -178,22 +228,12 @@ def run_gates(
     may be ``"auto"``.
     """
     task_limits = dict(task_limits or {})
-    for name, value in {"limit": limit, **{f"task_limits[{t}]": v for t, v in task_limits.items()}}.items():
-        if value is not None and value < 1:
-            raise ConfigError(f"{name} should be a positive number of items per task, found {value}")
-    if batch_size != "auto" and (not isinstance(batch_size, int) or batch_size < 1):
-        raise ConfigError(f"batch size should be >= 1 or 'auto', found {batch_size!r}")
+    _check_sizes(limit, task_limits, batch_size)
     engine = create_backend(backend, dict(backend_options or {}))
     target = GateTarget(Path(model_dir) if model_dir is not None else Path(),
                         Path(adapter) if adapter else None, device, dtype, batch_size, tokenizer)
     prepare_environment()
-    suite_names = catalog.parse_suites(suites) if suites else ()
-    tasks = catalog.tasks_for(suite_names, tasks_extra)
-    if not tasks:
-        raise ConfigError("nothing to evaluate: no suite and no extra task given")
-    stray = sorted(set(task_limits) - set(tasks))
-    if stray:
-        raise ConfigError(f"task_limits name tasks that are not evaluated: {stray}; evaluated: {list(tasks)}")
+    suite_names, tasks = _resolve_tasks(suites, tasks_extra, task_limits)
     started = time.monotonic()
     with use_judge(judge, **judge_placement(judge, judge_options, device, dtype)) as active:
         manager = catalog.task_manager(tasks_extra)
@@ -208,17 +248,8 @@ def run_gates(
         ]
         groups = [(True, wants_chat if has_template else []),
                   (False, [t for t in tasks if t not in wants_chat or not has_template])]  # fmt: skip
-        merged: dict[str, Any] = {}
-        for chat, group in groups:
-            by_limit: dict[int | None, list[str]] = {}
-            for task in group:
-                by_limit.setdefault(task_limits.get(task, limit), []).append(task)
-            for group_limit, members in by_limit.items():
-                with use_token_counter(continuation_counter(lm, chat) if group else None):
-                    part = evaluate_tasks(
-                        lm, members, manager, chat=chat, limit=group_limit, max_gen_toks=max_gen_toks
-                    )
-                _merge(merged, part)
+        limits = {task: task_limits.get(task, limit) for task in tasks}
+        merged = _evaluate_groups(lm, manager, groups, limits, max_gen_toks)
     utility_tasks = [t for t in tasks if t in catalog.SUITES["utility"] or t in tasks_extra]
     settings = {
         "model": str(model_dir) if model_dir is not None else type(model or lm).__name__,
