@@ -5,6 +5,7 @@ Tensors and frozen dataclasses in, tensors and floats out; no I/O, no model clas
 
 * ``reference``  — safety reference by LoRA extrapolation (§1.3, D1)
 * ``masks``      — safety-critical neurons: ActSVD projection and top-k masks (§1.4, D2, D3)
+* ``factors``    — the factor set of one module (fine-tuned, reference, masks) (§1.5, §1.6)
 * ``similarity`` — per-module masked similarity S_j (§1.5)
 * ``selection``  — which modules are patched (§1.5, D4)
 * ``transplant`` — neuron-level transplant, code and paper corrections, full-weight mode (§1.6, D5)
@@ -14,6 +15,7 @@ Tensors and frozen dataclasses in, tensors and floats out; no I/O, no model clas
 
 from __future__ import annotations
 
+from mlflow_nlsr.core.factors import ModuleFactors
 from mlflow_nlsr.core.masks import (
     actsvd_project,
     input_gram,
@@ -42,6 +44,7 @@ from mlflow_nlsr.core.transplant import (
 )
 
 __all__ = [
+    "ModuleFactors",
     "ModuleSelection",
     "PatchStrength",
     "actsvd_project",

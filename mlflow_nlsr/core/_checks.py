@@ -59,22 +59,3 @@ def check_mask(mask: torch.Tensor, like: torch.Tensor, what: str) -> torch.Tenso
     """Return ``mask`` as a bool tensor on ``like``'s device if shapes match, else raise."""
     check_same_shape(mask, like, what)
     return mask.to(device=like.device, dtype=torch.bool)
-
-
-def check_factor_set(
-    a_t: torch.Tensor,
-    b_t: torch.Tensor,
-    a_e: torch.Tensor,
-    b_e: torch.Tensor,
-    m_a: torch.Tensor,
-    m_b: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Check fine-tuned/reference factors and masks of one module; return the bool masks (M_A, M_B).
-
-    ``a_t``/``a_e``/``m_a`` are [r, d_in], ``b_t``/``b_e``/``m_b`` [d_out, r]; the masks come back on
-    ``a_t``'s and ``b_t``'s devices.
-    """
-    check_lora_pair(a_t, b_t, "fine-tuned")
-    check_same_shape(a_e, a_t, "reference vs fine-tuned lora_A")
-    check_same_shape(b_e, b_t, "reference vs fine-tuned lora_B")
-    return check_mask(m_a, a_t, "mask vs lora_A"), check_mask(m_b, b_t, "mask vs lora_B")

@@ -11,7 +11,8 @@ import math
 
 import torch
 
-from mlflow_nlsr.core._checks import check_factor_set, check_lora_pair, check_mask, check_same_shape
+from mlflow_nlsr.core._checks import check_lora_pair, check_mask, check_same_shape
+from mlflow_nlsr.core.factors import ModuleFactors
 
 
 def cosine(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -79,30 +80,19 @@ def product_cosine(b1: torch.Tensor, a1: torch.Tensor, b2: torch.Tensor, a2: tor
     return max(-1.0, min(1.0, value))
 
 
-def factor_similarity(
-    a_t: torch.Tensor,
-    b_t: torch.Tensor,
-    a_e: torch.Tensor,
-    b_e: torch.Tensor,
-    m_a: torch.Tensor,
-    m_b: torch.Tensor,
-) -> float:
+def factor_similarity(factors: ModuleFactors) -> float:
     """Masked LoRA-product similarity S_j of one module (spec §1.5, ``inner.py`` step 1).
 
     Args:
-        a_t: fine-tuned lora_A [r, d_in].
-        b_t: fine-tuned lora_B [d_out, r].
-        a_e: reference lora_A [r, d_in].
-        b_e: reference lora_B [d_out, r].
-        m_a: bool mask of A [r, d_in].
-        m_b: bool mask of B [d_out, r].
+        factors: the module's fine-tuned and reference factors and masks (``ModuleFactors``).
 
     Returns:
         ``cosine(vec((M_B⊙B_t)(M_A⊙A_t)), vec((M_B⊙B_e)(M_A⊙A_e)))`` in [-1, 1]; 0.0 if either masked
         product is zero (e.g. all entries masked out).
 
     """
-    ma, mb = check_factor_set(a_t, b_t, a_e, b_e, m_a, m_b)
+    a_t, b_t, a_e, b_e, _, _ = factors
+    ma, mb = factors.checked_masks()
     zero = torch.zeros((), dtype=torch.float64, device=a_t.device)
     at = torch.where(ma, a_t.to(torch.float64), zero)
     bt = torch.where(mb, b_t.to(torch.float64), zero)

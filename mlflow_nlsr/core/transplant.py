@@ -10,65 +10,44 @@ from __future__ import annotations
 
 import torch
 
-from mlflow_nlsr.core._checks import check_factor_set, check_mask, check_matrix, check_same_shape
+from mlflow_nlsr.core._checks import check_mask, check_matrix, check_same_shape
+from mlflow_nlsr.core.factors import ModuleFactors
 from mlflow_nlsr.core.masks import top_mask
 
 
-def transplant_factors(
-    a_t: torch.Tensor,
-    b_t: torch.Tensor,
-    a_e: torch.Tensor,
-    b_e: torch.Tensor,
-    m_a: torch.Tensor,
-    m_b: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def transplant_factors(factors: ModuleFactors) -> tuple[torch.Tensor, torch.Tensor]:
     """Replace the masked factor entries by the reference ones (spec §1.6, D5 "code").
 
     Args:
-        a_t: fine-tuned lora_A [r, d_in].
-        b_t: fine-tuned lora_B [d_out, r].
-        a_e: reference lora_A [r, d_in].
-        b_e: reference lora_B [d_out, r].
-        m_a: bool mask of A [r, d_in].
-        m_b: bool mask of B [d_out, r].
+        factors: the module's fine-tuned and reference factors and masks (``ModuleFactors``).
 
     Returns:
         ``(where(M_A, A_e, A_t) [r, d_in], where(M_B, B_e, B_t) [d_out, r])`` in the dtypes of a_t/b_t.
 
     """
-    ma, mb = check_factor_set(a_t, b_t, a_e, b_e, m_a, m_b)
+    a_t, b_t, a_e, b_e, _, _ = factors
+    ma, mb = factors.checked_masks()
     a_new = torch.where(ma, a_e.to(device=a_t.device, dtype=a_t.dtype), a_t)
     b_new = torch.where(mb, b_e.to(device=b_t.device, dtype=b_t.dtype), b_t)
     return a_new, b_new
 
 
-def paper_correction_factors(
-    a_t: torch.Tensor,
-    b_t: torch.Tensor,
-    a_e: torch.Tensor,
-    b_e: torch.Tensor,
-    m_a: torch.Tensor,
-    m_b: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def paper_correction_factors(factors: ModuleFactors) -> tuple[torch.Tensor, torch.Tensor]:
     """Paper correction W'' = W'_e + Ŵ'_t as exact rank-2r LoRA factors (spec §1.6, D5 "paper").
 
     W'_e = (M_B⊙B_e)(M_A⊙A_e) and Ŵ'_t = ((1−M_B)⊙B_t)((1−M_A)⊙A_t). The adapter that stores these
     factors has rank 2r: keep the LoRA scale by doubling ``lora_alpha`` together with ``r``.
 
     Args:
-        a_t: fine-tuned lora_A [r, d_in].
-        b_t: fine-tuned lora_B [d_out, r].
-        a_e: reference lora_A [r, d_in].
-        b_e: reference lora_B [d_out, r].
-        m_a: bool mask of A [r, d_in].
-        m_b: bool mask of B [d_out, r].
+        factors: the module's fine-tuned and reference factors and masks (``ModuleFactors``).
 
     Returns:
         ``(A2 [2r, d_in], B2 [d_out, 2r])`` with ``A2 = [M_A⊙A_e ; (1−M_A)⊙A_t]``,
         ``B2 = [M_B⊙B_e , (1−M_B)⊙B_t]``, so ``B2 @ A2 == W'_e + Ŵ'_t``; dtypes of a_t/b_t.
 
     """
-    ma, mb = check_factor_set(a_t, b_t, a_e, b_e, m_a, m_b)
+    a_t, b_t, a_e, b_e, _, _ = factors
+    ma, mb = factors.checked_masks()
     a_e = a_e.to(device=a_t.device, dtype=a_t.dtype)
     b_e = b_e.to(device=b_t.device, dtype=b_t.dtype)
     za, zb = torch.zeros_like(a_t), torch.zeros_like(b_t)

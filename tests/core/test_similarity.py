@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mlflow_nlsr.core.factors import ModuleFactors
 from mlflow_nlsr.core.similarity import (
     cosine,
     delta_similarity,
@@ -37,28 +38,28 @@ def test_factor_similarity_matches_the_inner_py_formula(module):
     f_t = (m_a * a_t).T @ (m_b * b_t).T  # [d_in, d_out], as in inner.py step 1
     f_e = (m_a * a_e).T @ (m_b * b_e).T
     expected = torch.nn.functional.cosine_similarity(f_t.flatten(), f_e.flatten(), dim=0)
-    got = factor_similarity(*module)
+    got = factor_similarity(ModuleFactors(*module))
     assert got == pytest.approx(float(expected), abs=1e-12)
 
 
 def test_identical_or_rescaled_factors_have_similarity_one(module):
     a_t, b_t, _, _, m_a, m_b = module
-    assert factor_similarity(a_t, b_t, a_t, b_t, m_a, m_b) == pytest.approx(1.0)
-    assert factor_similarity(a_t, b_t, 1.8 * a_t, 1.8 * b_t, m_a, m_b) == pytest.approx(1.0)
+    assert factor_similarity(ModuleFactors(a_t, b_t, a_t, b_t, m_a, m_b)) == pytest.approx(1.0)
+    assert factor_similarity(ModuleFactors(a_t, b_t, 1.8 * a_t, 1.8 * b_t, m_a, m_b)) == pytest.approx(1.0)
 
 
 def test_everything_masked_out_gives_zero(module):
     a_t, b_t, a_e, b_e, m_a, m_b = module
-    assert factor_similarity(a_t, b_t, a_e, b_e, torch.zeros_like(m_a), m_b) == 0.0
-    assert factor_similarity(a_t, b_t, a_e, b_e, m_a, torch.zeros_like(m_b)) == 0.0
+    assert factor_similarity(ModuleFactors(a_t, b_t, a_e, b_e, torch.zeros_like(m_a), m_b)) == 0.0
+    assert factor_similarity(ModuleFactors(a_t, b_t, a_e, b_e, m_a, torch.zeros_like(m_b))) == 0.0
 
 
 def test_factor_similarity_rejects_mismatched_shapes(module):
     a_t, b_t, a_e, b_e, m_a, m_b = module
     with pytest.raises(IncompatibleModelsError):
-        factor_similarity(a_t, b_t, a_e[:, :5], b_e, m_a, m_b)
+        factor_similarity(ModuleFactors(a_t, b_t, a_e[:, :5], b_e, m_a, m_b))
     with pytest.raises(IncompatibleModelsError):
-        factor_similarity(a_t, b_t, a_e, b_e, m_a[:3], m_b)
+        factor_similarity(ModuleFactors(a_t, b_t, a_e, b_e, m_a[:3], m_b))
 
 
 def test_product_inner_equals_the_dense_frobenius_product():

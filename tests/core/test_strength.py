@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from mlflow_nlsr.core.factors import ModuleFactors
 from mlflow_nlsr.core.strength import PatchStrength, combine_strength, delta_change, factor_change
 from mlflow_nlsr.core.transplant import paper_correction_factors, transplant_factors
 from mlflow_nlsr.errors import IncompatibleModelsError
@@ -32,7 +33,7 @@ def test_strength_is_zero_when_nothing_changes(module):
 
 def test_code_transplant_strength_matches_the_dense_change(module):
     a_t, b_t, a_e, b_e, m_a, m_b = module
-    a_new, b_new = transplant_factors(*module)
+    a_new, b_new = transplant_factors(ModuleFactors(*module))
     changed, total, num, den = factor_change(a_t, b_t, a_new, b_new)
     assert changed == int(m_a.sum() + m_b.sum()) and total == 30
     assert num == pytest.approx(float(((b_new @ a_new - b_t @ a_t) ** 2).sum()))
@@ -44,7 +45,7 @@ def test_code_transplant_strength_matches_the_dense_change(module):
 
 def test_paper_correction_strength_counts_dropped_fine_tuned_entries(module):
     a_t, b_t, a_e, b_e, m_a, m_b = module
-    a2, b2 = paper_correction_factors(*module)
+    a2, b2 = paper_correction_factors(ModuleFactors(*module))
     changed, total, num, _ = factor_change(a_t, b_t, a2, b2)
     assert changed == int(m_a.sum() + m_b.sum()) and total == 30
     assert num == pytest.approx(float(((b2 @ a2 - b_t @ a_t) ** 2).sum()))

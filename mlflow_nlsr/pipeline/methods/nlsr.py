@@ -69,10 +69,10 @@ def _similarities(
     masks: dict[str, torch.Tensor],
 ) -> list[float]:  # fmt: skip
     return [
-        core.factor_similarity(
+        core.factor_similarity(core.ModuleFactors(
             finetuned.factor_a(m), finetuned.factor_b(m), reference[key_a(m)], reference[key_b(m)],
             masks[key_a(m)], masks[key_b(m)],
-        )  # fmt: skip
+        ))  # fmt: skip
         for m in modules
     ]
 
@@ -82,11 +82,11 @@ def _new_factors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if paper:
         if patched:
-            return core.paper_correction_factors(a_t, b_t, *args)
+            return core.paper_correction_factors(core.ModuleFactors(a_t, b_t, *args))
         # zero-padded to rank 2r: B2 A2 == B_t A_t exactly
         return torch.cat([a_t, torch.zeros_like(a_t)], dim=0), torch.cat([b_t, torch.zeros_like(b_t)], dim=1)
     if patched:
-        return core.transplant_factors(a_t, b_t, *args)
+        return core.transplant_factors(core.ModuleFactors(a_t, b_t, *args))
     return a_t, b_t
 
 
