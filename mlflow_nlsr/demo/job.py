@@ -169,10 +169,7 @@ def run_registry_job(work: Path, inputs: JobInputs, *, fresh: bool, echo: Callab
         install_webhook(client, f"{server.url}/nlsr/webhook", secret)
         time.sleep(1.2)  # the server caches its webhook list for one second (MLFLOW_WEBHOOK_CACHE_TTL)
         t = time.perf_counter()
-        uris = {}
-        for name, path in ((BASE_NAME, inputs.base), (ALIGNED_NAME, inputs.aligned)):
-            _, version = log_local_model(path, name=name, registered_model_name=name, client=client)
-            uris[name] = f"models:/{name}/{version.version}" if version else ""
+        uris = _register_references(client, inputs)
         gates = gate_config_path(work, full_utility=inputs.full_utility)
         config = write_rules(work / "nlsr.yaml", uris[BASE_NAME], uris[ALIGNED_NAME], inputs, gates)
         settings: dict[str, Any] = {"gate_batch_size": inputs.gate_batch_size}
@@ -194,14 +191,8 @@ def run_registry_job(work: Path, inputs: JobInputs, *, fresh: bool, echo: Callab
         job = _wait(lambda: service.store.get(FINETUNED_NAME, ft.version), 60, f"a job for {ft.uri}")
         echo(f"  {ft.uri}: job {job.id} queued by the {job.trigger} trigger; running a worker")
         t = time.perf_counter()
-        outcomes = []
-        deadline = time.monotonic() + WORKER_TIMEOUT_S
-        while not (current := _job(service, ft.version)).terminal:
-            if time.monotonic() > deadline:
-                raise JobStoreError(f"job {current.id} still {current.state} after {WORKER_TIMEOUT_S:.0f}s")
-            outcomes += service.work(max_jobs=1, idle_exit_s=5, poll_interval_s=0.5)
+        final, outcomes = _work_until_done(service, ft.version)
         seconds["worker"] = round(time.perf_counter() - t, 2)
-        final = current
         result = final.result if isinstance(final.result, dict) else {}
         outcome = _outcome_of(final)  # the job row is the record; a worker's outcome adds its reasons
         mine = [o for o in outcomes if o.job_id == final.id]
@@ -255,6 +246,31 @@ def baseline_gate_dirs(realigned_dir: Path) -> dict[str, Path]:
             if adapter and Path(adapter).is_relative_to(home):
                 found.setdefault(role, metrics.parent)
     return found
+
+
+def _register_references(client: Any, inputs: JobInputs) -> dict[str, str]:
+    """Register the base and aligned models; return ``{name: models:/ URI}`` ("" if none came back)."""
+    from mlflow_nlsr.registry import log_local_model
+
+    uris = {}
+    for name, path in ((BASE_NAME, inputs.base), (ALIGNED_NAME, inputs.aligned)):
+        _, version = log_local_model(path, name=name, registered_model_name=name, client=client)
+        uris[name] = f"models:/{name}/{version.version}" if version else ""
+    return uris
+
+
+def _work_until_done(service: Any, version: str) -> tuple[Any, list[Any]]:
+    """Run the service's worker until the fine-tuned version's job is terminal; return it and the outcomes.
+
+    Raises JobStoreError if the job is still running after ``WORKER_TIMEOUT_S``.
+    """
+    outcomes: list[Any] = []
+    deadline = time.monotonic() + WORKER_TIMEOUT_S
+    while not (current := _job(service, version)).terminal:
+        if time.monotonic() > deadline:
+            raise JobStoreError(f"job {current.id} still {current.state} after {WORKER_TIMEOUT_S:.0f}s")
+        outcomes += service.work(max_jobs=1, idle_exit_s=5, poll_interval_s=0.5)
+    return current, outcomes
 
 
 def _job(service: Any, version: str) -> Any:
