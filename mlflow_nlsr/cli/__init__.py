@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "status": "mlflow_nlsr.cli.jobs:status",
     "audit": "mlflow_nlsr.cli.jobs:audit",
     "worker": "mlflow_nlsr.cli.jobs:worker",
+    "cancel": "mlflow_nlsr.cli.jobs:cancel",
     "watch": "mlflow_nlsr.cli.triggers:watch",
     "serve": "mlflow_nlsr.cli.triggers:serve",
     "webhook": "mlflow_nlsr.cli.triggers:webhook",

@@ -12,6 +12,31 @@ from mlflow_nlsr.cli._service import build_service, parse_sets, with_service
 from mlflow_nlsr.errors import ConfigError
 
 
+def executor_options(func: Any) -> Any:
+    """Add ``--executor NAME`` and ``--executor-option KEY=VALUE`` (repeatable)."""
+    func = click.option(
+        "--executor-option",
+        "executor_option",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Executor option over the rule's, e.g. --executor-option num_gpus=1 (repeatable; YAML values).",
+    )(func)
+    return click.option(
+        "--executor",
+        default=None,
+        help="Where realign + gates run: local (default) or an installed executor plugin such as ray "
+        "(overrides the rule's executor:).",
+    )(func)
+
+
+def _executor_settings(name: str | None, options: tuple[str, ...]) -> dict[str, Any]:
+    if name is not None:
+        from mlflow_nlsr.service.executor import EXECUTORS
+
+        EXECUTORS.check(name)
+    return {"executor": name, "executor_options": parse_sets(options, "--executor-option")}
+
+
 def _parse_model_uri(uri: str) -> tuple[str, str]:
     prefix = "models:/"
     body = uri[len(prefix) :] if uri.startswith(prefix) else ""
@@ -46,6 +71,7 @@ def _parse_model_uri(uri: str) -> tuple[str, str]:
     show_default=True,
     help="Realign with the least invasive ladder rung that passes the gates (docs/calibration.md).",
 )
+@executor_options
 @with_service
 @json_option
 @handle_errors
@@ -61,6 +87,8 @@ def run(
     selection: str | None,
     sparsity: float | None,
     calibrate: bool,
+    executor: str | None,
+    executor_option: tuple[str, ...],
     svc_args: dict[str, Any],
     as_json: bool,
 ) -> None:
@@ -92,6 +120,7 @@ def run(
         promote=not no_promote,
         realign_overrides=overrides,
         calibrate=calibrate,
+        **_executor_settings(executor, executor_option),
     )
     outcome = svc.process_version(name, version, trigger="cli", actor="cli")
     if as_json:
@@ -120,6 +149,7 @@ def run(
     show_default=True,
     help="Lease length in seconds; a worker that dies loses its job after this long.",
 )
+@executor_options
 @with_service
 @json_option
 @handle_errors
@@ -129,18 +159,54 @@ def worker(
     poll_interval: float,
     gate_limit: int | None,
     lease_seconds: float,
+    executor: str | None,
+    executor_option: tuple[str, ...],
     svc_args: dict[str, Any],
     as_json: bool,
 ) -> None:
-    """Process queued jobs (run several workers against PostgreSQL to scale out)."""
+    """Process queued jobs (run several workers against PostgreSQL to scale out).
+
+    Each job's realign and gates run on its executor (--executor, else the rule's executor:, else in
+    this process); the worker keeps the job's lease while the executor runs (docs/scale-out.md).
+    """
     limit_threads()
-    svc = build_service(**svc_args, gate_limit=gate_limit, lease_seconds=lease_seconds)
+    svc = build_service(
+        **svc_args,
+        gate_limit=gate_limit,
+        lease_seconds=lease_seconds,
+        **_executor_settings(executor, executor_option),
+    )
     outcomes = svc.work(max_jobs=max_jobs, idle_exit_s=idle_exit, poll_interval_s=poll_interval)
     if as_json:
         echo_json([o.to_dict() for o in outcomes])
     else:
         for o in outcomes:
             click.echo(f"{o.model_name}/{o.version}: {o.state}")
+
+
+@click.command()
+@click.option("--model-uri", required=True, help="The job's version: models:/NAME/VERSION.")
+@click.option("--reason", default=None, help="Why (recorded in the audit trail).")
+@with_service
+@json_option
+@handle_errors
+def cancel(model_uri: str, reason: str | None, svc_args: dict[str, Any], as_json: bool) -> None:
+    """Cancel a version's job: queued or running, it ends ``cancelled`` and registers nothing.
+
+    A worker running the job sees the cancellation at its next lease check and stops its executor
+    (a Ray job is killed); the cancellation is audited with the actor and reason.
+    """
+    import getpass
+
+    from mlflow_nlsr.store.repository import JobStore
+
+    name, version = _parse_model_uri(model_uri)
+    with JobStore(_store_url(svc_args)) as store:
+        job = store.cancel(name, version, f"cli:{getpass.getuser()}", reason)
+    if as_json:
+        echo_json({"job_id": job.id, "state": str(job.state), "reason": job.last_error})
+    else:
+        click.echo(f"{model_uri}: {job.state} ({job.last_error})")
 
 
 @click.command()

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,17 +19,15 @@ from typing import Any
 from mlflow_nlsr import lineage
 from mlflow_nlsr.calibration.records import calibration_runs, calibration_tags
 from mlflow_nlsr.errors import ConfigError, GateError, InputError, JobStoreError, NLSRError, RegistryError
-from mlflow_nlsr.gates.policy import evaluate_policy, load_gate_config
 from mlflow_nlsr.gates.runner import run_gates
 from mlflow_nlsr.io.hashing import sha256_dir
-from mlflow_nlsr.pipeline import realign
-from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model, resolve_to_local
+from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model
 from mlflow_nlsr.rules import Resolved, Rules
-from mlflow_nlsr.service.calibration_job import calibrate_job, calibration_reasons
+from mlflow_nlsr.service.executor import execute
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.intake import enqueue_version
-from mlflow_nlsr.service.preflight import check_job_inputs
 from mlflow_nlsr.service.settings import Outcome, Settings
+from mlflow_nlsr.service.work import FAULT_ENV, WorkInput, fault
 from mlflow_nlsr.store.models import Job
 from mlflow_nlsr.store.repository import JobStore
 from mlflow_nlsr.store.states import JobState
@@ -40,14 +36,7 @@ log = logging.getLogger(__name__)
 
 #: errors that a retry cannot fix: the job fails at once, with the reason audited
 PERMANENT = (InputError, ConfigError, GateError)
-#: chaos-testing hook (docs/operations.md): SIGKILL the worker at the step this env var names
-FAULT_ENV = "NLSR_FAULT_INJECT"
-
-
-def _fault(step: str) -> None:
-    """Kill this process with SIGKILL when ``NLSR_FAULT_INJECT`` equals `step` (realign, gate, register)."""
-    if os.environ.get(FAULT_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
+__all__ = ["FAULT_ENV", "PERMANENT", "NLSRService"]
 
 
 class NLSRService:
@@ -182,48 +171,11 @@ class NLSRService:
         options = resolved.rule.options(**dict(self.settings.realign_overrides))
         job_dir = Path(self.settings.work_dir) / "jobs" / _slug(name) / str(version)
         self._tag_source(name, version, {lineage.STATUS: str(job.state)})
-        base = resolve_to_local(resolved.base_uri, Path(self.settings.work_dir) / "inputs", self.client)
-        aligned = resolve_to_local(resolved.aligned_uri, Path(self.settings.work_dir) / "inputs", self.client)
-        finetuned = resolve_to_local(info.uri, job_dir / "input", self.client)
-        out = job_dir / "realigned"
-        if job.state is JobState.RUNNING:
-            if not (out / "nlsr_report.json").exists():
-                check_job_inputs(base, aligned, finetuned, options, resolved.rule.gate_config)
-                if self.settings.calibrate:  # ladder search, every attempt audited (calibrate_run.py)
-                    calibrate_job(
-                        self, job, resolved.rule, base, aligned, finetuned, out, options, beat.check
-                    )
-                else:
-                    realign(base, aligned, finetuned, out, options, overwrite=True)
-            _fault("realign")
-            beat.check()
-            job = self.store.advance(job.id, worker, JobState.REALIGNED, config_sha256=options.sha256())
-            self._tag_source(name, version, {lineage.STATUS: "realigned"})
-        report = json.loads((out / "nlsr_report.json").read_text())
-        gate_config = load_gate_config(resolved.rule.gate_config)
-        limit = self.settings.gate_limit or resolved.rule.gate_limit
-        if job.state is JobState.REALIGNED:
-            metrics: dict[str, dict[str, float]] = {}
-            for role, path in (("finetuned", finetuned), ("aligned", aligned), ("realigned", out)):
-                metrics[role] = self._gate(role, path, base, gate_config, limit, job_dir)
-                _fault("gate")
-            verdict = evaluate_policy(
-                gate_config,
-                metrics["realigned"],
-                {"finetuned": metrics["finetuned"], "aligned": metrics["aligned"]},
-            )
-            gated: dict[str, Any] = {
-                "verdict": verdict.to_dict(),
-                "metrics": metrics,
-                "reasons": [r.message for r in verdict.reasons]
-                + ([] if verdict.passed else calibration_reasons(report)),
-            }
-            beat.check()
-            job = self.store.advance(job.id, worker, JobState.GATED, result=gated)
-            self._tag_source(name, version, {lineage.STATUS: "gated"})
+        job = execute(self, job, WorkInput(info.uri, resolved, options, job_dir), beat)
+        report = json.loads((job_dir / "realigned" / "nlsr_report.json").read_text())
         result: dict[str, Any] = dict(job.result or {})
         new_version = self._register(job, info.uri, resolved, report, options.sha256(), result, job_dir)
-        _fault("register")
+        fault("register")
         beat.check()
         passed = bool(result["verdict"]["passed"])
         target = resolved.rule.target_name or name

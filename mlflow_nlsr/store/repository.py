@@ -241,6 +241,28 @@ class JobStore(StoreBase):
             self._record(s, "failed", job, worker_id, inputs=details, decision="failed", reasons=reasons)
             return job
 
+    def cancel(self, model_name: str, version: str | int, actor: str, reason: str | None = None) -> Job:
+        """End a job in ``cancelled`` whoever holds it; its worker learns on its next lease check.
+
+        The lease is cleared in the same transaction, so the worker's next heartbeat or state change
+        fails with "lease lost" and it stops its executor without registering anything.
+        """
+        name, ver = job_key(model_name, version)
+        with self._write() as s:
+            job = s.scalar(select(Job).where(Job.model_name == name, Job.version == ver).with_for_update())
+            if job is None:
+                raise JobStoreError(f"no job for {name}/{ver}")
+            previous, holder = job.state, job.lease_owner
+            job.state = check_transition(job.state, JobState.CANCELLED)
+            job.last_error = reason or f"cancelled by {actor}"
+            job.lease_owner = job.lease_expires_at = None
+            job.updated_at = self._clock()
+            details = {"from": previous.value, "to": job.state.value, "lease_owner": holder}
+            self._record(
+                s, "cancelled", job, actor, inputs=details, decision="cancelled", reasons=[job.last_error]
+            )
+            return job
+
 
 def open_store(url: str, **options: Any) -> JobStore:
     """Open (and migrate) the job store at ``url``; ``options`` go to :class:`JobStore`."""

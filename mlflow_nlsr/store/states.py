@@ -1,7 +1,8 @@
 """Job states, triggers and the one table of allowed state transitions (pure, no I/O).
 
 A job moves ``queued → running → realigned → gated → promoted | rejected``; any non-terminal step may
-end in ``failed`` and an unprocessable version in ``skipped``. ``running → queued`` is the retry edge
+end in ``failed`` and an unprocessable version in ``skipped``; an operator may end any non-terminal job
+in ``cancelled`` (``mlflow nlsr cancel``). ``running → queued`` is the retry edge
 (an explicit failure with retries left starts the job over). A job reclaimed after its lease expired
 keeps ``realigned``/``gated`` so the service resumes from the last recorded step.
 """
@@ -26,6 +27,7 @@ class JobState(str, Enum):
     REJECTED = "rejected"
     FAILED = "failed"
     SKIPPED = "skipped"
+    CANCELLED = "cancelled"  # stopped by an operator (``mlflow nlsr cancel``); nothing is registered
 
     def __str__(self) -> str:
         return self.value
@@ -44,22 +46,39 @@ class Trigger(str, Enum):
 
 
 TERMINAL_STATES: frozenset[JobState] = frozenset(
-    {JobState.PROMOTED, JobState.REGISTERED, JobState.REJECTED, JobState.FAILED, JobState.SKIPPED}
+    {
+        JobState.PROMOTED,
+        JobState.REGISTERED,
+        JobState.REJECTED,
+        JobState.FAILED,
+        JobState.SKIPPED,
+        JobState.CANCELLED,
+    }
 )
 ACTIVE_STATES: frozenset[JobState] = frozenset(set(JobState) - TERMINAL_STATES)
 
 TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.SKIPPED, JobState.FAILED}),
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.SKIPPED, JobState.FAILED, JobState.CANCELLED}),
     JobState.RUNNING: frozenset(
-        {JobState.REALIGNED, JobState.REJECTED, JobState.FAILED, JobState.SKIPPED, JobState.QUEUED}
+        {
+            JobState.REALIGNED,
+            JobState.REJECTED,
+            JobState.FAILED,
+            JobState.SKIPPED,
+            JobState.QUEUED,
+            JobState.CANCELLED,
+        }
     ),
-    JobState.REALIGNED: frozenset({JobState.GATED, JobState.REJECTED, JobState.FAILED}),
-    JobState.GATED: frozenset({JobState.PROMOTED, JobState.REGISTERED, JobState.REJECTED, JobState.FAILED}),
+    JobState.REALIGNED: frozenset({JobState.GATED, JobState.REJECTED, JobState.FAILED, JobState.CANCELLED}),
+    JobState.GATED: frozenset(
+        {JobState.PROMOTED, JobState.REGISTERED, JobState.REJECTED, JobState.FAILED, JobState.CANCELLED}
+    ),
     JobState.PROMOTED: frozenset(),
     JobState.REGISTERED: frozenset(),
     JobState.REJECTED: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.SKIPPED: frozenset(),
+    JobState.CANCELLED: frozenset(),
 }
 
 

@@ -26,8 +26,10 @@ def test_happy_path_is_allowed_step_by_step():
         assert check_transition(src, dst) is dst
 
 
-def test_terminal_states_are_exactly_promoted_registered_rejected_failed_skipped():
-    assert {s.value for s in TERMINAL_STATES} == {"promoted", "registered", "rejected", "failed", "skipped"}
+def test_terminal_states_are_exactly_promoted_registered_rejected_failed_skipped_cancelled():
+    assert {s.value for s in TERMINAL_STATES} == {
+        "promoted", "registered", "rejected", "failed", "skipped", "cancelled"
+    }
     assert set(JobState) == ACTIVE_STATES | TERMINAL_STATES
     assert not ACTIVE_STATES & TERMINAL_STATES
 
@@ -38,9 +40,9 @@ def test_every_state_has_a_row_and_terminal_rows_are_empty():
         assert TRANSITIONS[state] == frozenset()
 
 
-def test_every_active_state_can_fail():
+def test_every_active_state_can_fail_or_be_cancelled():
     for state in ACTIVE_STATES:
-        assert is_allowed(state, JobState.FAILED)
+        assert is_allowed(state, JobState.FAILED) and is_allowed(state, JobState.CANCELLED)
 
 
 def test_promotion_only_follows_gating():
