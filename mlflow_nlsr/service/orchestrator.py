@@ -4,7 +4,8 @@ Every trigger (webhook receiver, ``mlflow server --app-name nlsr``, the poller, 
 ends here. A job walks queued → running → realigned → gated → promoted | rejected (or failed /
 skipped); each step's output is written to the job's work dir before the state advances, so a worker
 that dies anywhere is resumed by the next one from the last completed step, and a version is promoted
-only after the realigned weights are fully written, registered and gated.
+only after the realigned weights are fully written, registered and gated. The realign and gate steps
+(:mod:`.work`) run on the job's executor (:mod:`.executor`: in-process by default, or e.g. on Ray).
 """
 
 from __future__ import annotations

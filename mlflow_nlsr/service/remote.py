@@ -54,9 +54,7 @@ class JobSpec:
         rule = dataclasses.asdict(work.resolved.rule)
         gate_path = rule.get("gate_config")
         settings = {k: _plain(v) for k, v in dataclasses.asdict(svc.settings).items()}
-        settings.update(
-            tracking_uri=svc.client.tracking_uri, store_url=svc.settings.resolved_store_url(), config=None
-        )
+        settings.update(tracking_uri=svc.client.tracking_uri, store_url=svc.store.url, config=None)
         return cls(
             job.id, job.model_name, job.version, work.source_uri, work.resolved.base_uri,
             work.resolved.aligned_uri, rule, Path(gate_path).read_text() if gate_path else None,
@@ -81,15 +79,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def remote_job_dir(root: Path, spec: JobSpec) -> Path:
+    """The job's dir under a node's scratch `root` (the worker's layout: ``jobs/<model>/<version>``)."""
+    from mlflow_nlsr.service.orchestrator import _slug
+
+    return root / "jobs" / _slug(spec.model_name) / str(spec.version)
+
+
 def run_spec(spec: JobSpec, scratch: Path | str) -> str:
     """Do the work of `spec` under the node-local `scratch` dir; return the job's state afterwards."""
-    from mlflow_nlsr.service.orchestrator import NLSRService, _slug
+    from mlflow_nlsr.service.orchestrator import NLSRService
 
     root = Path(scratch)
-    root.mkdir(parents=True, exist_ok=True)
+    job_dir = remote_job_dir(root, spec)
+    job_dir.mkdir(parents=True, exist_ok=True)
     rule = dict(spec.rule)
     if spec.gate_config_text is not None:
-        gates = root / f"gates-{spec.job_id}.yaml"
+        gates = job_dir / "gates.yaml"
         gates.write_text(spec.gate_config_text)
         rule["gate_config"] = str(gates)
     fields = {f.name for f in dataclasses.fields(Settings)}
@@ -98,10 +104,9 @@ def run_spec(spec: JobSpec, scratch: Path | str) -> str:
     svc = NLSRService(settings)
     job = svc.store.get_by_id(spec.job_id)
     if job is None:
-        raise ExecutorError(f"job {spec.job_id} is not in the store {settings.store_url}")
+        raise ExecutorError(f"job {spec.job_id} is not in the job store {svc.store.url}")
     resolved = Resolved(Rule(**rule), spec.base_uri, spec.aligned_uri)
     options = resolved.rule.options(**dict(settings.realign_overrides))
-    job_dir = root / "jobs" / _slug(spec.model_name) / str(spec.version)
     work = WorkInput(spec.source_uri, resolved, options, job_dir)
 
     def check() -> None:
@@ -144,8 +149,8 @@ def run_remote(spec_json: str, scratch: Path | str) -> dict[str, Any]:
     """
     spec = JobSpec.from_json(spec_json)
     root = Path(scratch)
-    root.mkdir(parents=True, exist_ok=True)
-    log_path = root / f"{LOG_FILE}.{spec.job_id}"
+    log_path = remote_job_dir(root, spec) / LOG_FILE
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     outcome: dict[str, Any]
     with captured_log(log_path):
         try:

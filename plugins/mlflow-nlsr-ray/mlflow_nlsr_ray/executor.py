@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow_nlsr.errors import ConfigError
+from mlflow_nlsr.errors import ConfigError, ExecutorError
 from mlflow_nlsr.service.executor import Executor, Poll, Status
 from mlflow_nlsr.service.remote import JobSpec
 
@@ -91,8 +91,8 @@ class RayExecutor(Executor):
         if not ray.is_initialized():
             try:
                 ray.init(address=self.address, namespace=NAMESPACE, log_to_driver=True)
-            except ConnectionError as exc:
-                raise ConfigError(
+            except ConnectionError as exc:  # transient: the job is retried with the store's backoff
+                raise ExecutorError(
                     f"ray executor: no Ray cluster at {self.address!r} ({exc}); start one with "
                     "`ray start --head` or set address / RAY_ADDRESS"
                 ) from exc

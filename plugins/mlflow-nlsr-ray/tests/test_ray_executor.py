@@ -95,6 +95,8 @@ def test_a_registration_is_realigned_on_ray_with_the_lineage_of_the_local_execut
         "ray",
         "--executor-option",
         f"address={ray_address}",
+        "--executor-option",
+        f"work_dir={tmp_path / 'node'}",
     )
 
     assert done.returncode == 0, done.stderr[-4000:]
@@ -105,7 +107,9 @@ def test_a_registration_is_realigned_on_ray_with_the_lineage_of_the_local_execut
         job = s.get(name, version)
         events = [e.event for e in s.audit_trail(name, version)]
     assert job.state.value == "promoted" and job.attempts == 1
-    assert events == ["enqueued", "claimed", "realigned", "gated", "promoted"]
+    steps = [e for e in events if e not in ("calibration_attempt", "calibrated")]
+    assert steps == ["enqueued", "claimed", "realigned", "gated", "promoted"], events
+    assert "calibrated" in events, "the calibration search ran on Ray and audited its attempts"
     runs = client.mlflow.search_runs(["0"], f"attributes.run_name = 'nlsr-work-{name}-v{version}'")
     work_runs = [r for r in runs if r.info.run_name.startswith("nlsr-work-") and name in r.info.run_name]
     assert [r.info.status for r in work_runs] == ["FINISHED"]
@@ -134,9 +138,9 @@ def test_a_ray_task_killed_mid_realign_is_retried_to_exactly_one_version(
     store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}", backoff_base_s=0.5, backoff_max_s=1.0)
 
     def service(**env: str) -> NLSRService:
-        options = (
-            {"address": ray_address, "runtime_env": {"env_vars": env}} if env else {"address": ray_address}
-        )
+        options = {"address": ray_address, "work_dir": str(tmp_path / "node")}
+        if env:
+            options["runtime_env"] = {"env_vars": env}
         settings = Settings(
             tracking_uri=server.url,
             work_dir=tmp_path / "work",
@@ -196,9 +200,13 @@ def test_a_cancelled_job_stops_its_ray_task_and_registers_nothing(
         "ray",
         "--executor-option",
         f"address={ray_address}",
+        "--executor-option",
+        f"work_dir={tmp_path / 'node'}",
         "--json",
     ]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out_file, err_file = tmp_path / "worker.out", tmp_path / "worker.err"
+    with out_file.open("w") as out, err_file.open("w") as err:  # files: Ray streams the task's output here
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
     with JobStore(store_url) as s:
         deadline = time.monotonic() + 120
         while s.get(name, version).lease_owner is None and time.monotonic() < deadline:
@@ -219,7 +227,8 @@ def test_a_cancelled_job_stops_its_ray_task_and_registers_nothing(
         ],
     )
     assert cancelled.exit_code == 0, cancelled.output
-    out, err = proc.communicate(timeout=300)
+    proc.wait(timeout=300)
+    out, err = out_file.read_text(), err_file.read_text()
 
     assert proc.returncode == 0, err[-4000:]
     assert [o["state"] for o in json.loads(out[out.index("[") :])] == ["cancelled"]
