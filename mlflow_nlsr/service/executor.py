@@ -10,6 +10,7 @@ plugins add theirs to the entry-point group ``mlflow_nlsr.executors`` (``plugins
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from mlflow_nlsr.rules import Rule
     from mlflow_nlsr.service.orchestrator import NLSRService
 
+log = logging.getLogger(__name__)
 DEFAULT = "local"
 #: seconds between polls of a remote executor (and checks of the job's lease in the store)
 POLL_S = 1.0
@@ -163,6 +165,9 @@ def _run_remote(
     if current.terminal or current.lease_owner != svc.settings.worker_id:
         raise LeaseLost(f"job {job.id} is {current.state.value} and no longer ours; {name} work stopped")
     if poll.status is not Status.SUCCEEDED:
+        tail = executor.logs(handle)[-2000:]
+        if tail:
+            log.warning("%s/%s: %s work failed; its log ends:\n%s", job.model_name, job.version, name, tail)
         raise_remote_error(poll.error_type, poll.error or f"{name} executor: work {poll.status.value}")
     return current
 
