@@ -108,7 +108,7 @@ class Cache:
         self.base, self.aligned, self.finetuned = models
         self.batch_size = batch_size
         self.limits: dict[bool, int] = {}
-        from mlflow_nlsr.pipeline.lora import ProjectionCache
+        from mlflow_nlsr.pipeline.projection_cache import ProjectionCache
 
         self.projections = ProjectionCache()  # as the product's search: rungs share ActSVD passes
 

@@ -89,7 +89,7 @@ def main() -> None:
             "sentiment_acc_all": round(full["sentiment_acc"], 4),
         }, seconds + more.seconds
 
-    from mlflow_nlsr.pipeline.lora import ProjectionCache
+    from mlflow_nlsr.pipeline.projection_cache import ProjectionCache
 
     projections = ProjectionCache()  # candidates differing only in module choice share one ActSVD pass
     rows: dict[str, Any] = {}

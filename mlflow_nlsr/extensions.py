@@ -10,6 +10,7 @@ from here, never from copied tuples.
 from __future__ import annotations
 
 import difflib
+import importlib
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Generic, TypeVar
@@ -25,19 +26,46 @@ class ExtensionPoint(Generic[T]):
     Args:
         group: entry-point group, e.g. ``"mlflow_nlsr.scorers"``.
         kind: what one extension is called in messages ("scorer", "judge", …).
-        base: the class every extension must derive from.
+        base: the class every extension must derive from, or its ``"module:Class"`` path: a leaf module
+            (options.py) can then own the point and validate names without importing torch code;
+            the class is imported on the first :meth:`get` or :meth:`register`.
         error: the error raised for an unknown name (a subclass of NLSRError).
+        hints: name -> text added to the unknown-name message (e.g. the plugin that provides it).
 
     """
 
     def __init__(
-        self, group: str, kind: str, base: type[T], *, error: type[NLSRError] = ConfigError
+        self,
+        group: str,
+        kind: str,
+        base: type[T] | str,
+        *,
+        error: type[NLSRError] = ConfigError,
+        hints: dict[str, str] | None = None,
     ) -> None:
-        self.group, self.kind, self.base, self.error = group, kind, base, error
+        self.group, self.kind, self.error = group, kind, error
+        self._base = base
+        self.hints = dict(hints or {})
         self._registered: dict[str, type[T]] = {}
+        self._installed: dict[str, EntryPoint] | None = None
+
+    @property
+    def base(self) -> type[T]:
+        """The base class (imported from its ``"module:Class"`` path on first use)."""
+        if isinstance(self._base, str):
+            module, _, qualname = self._base.partition(":")
+            self._base = getattr(importlib.import_module(module), qualname)
+        return self._base  # type: ignore[return-value]
 
     def _entry_points(self) -> dict[str, EntryPoint]:
-        return {ep.name: ep for ep in entry_points(group=self.group)}
+        # read once per process (a metadata scan costs ~25 ms; options are validated often)
+        if self._installed is None:
+            self._installed = {ep.name: ep for ep in entry_points(group=self.group)}
+        return self._installed
+
+    def refresh(self) -> None:
+        """Forget the cached entry points (after installing a distribution in this process)."""
+        self._installed = None
 
     def names(self) -> list[str]:
         """Return every available name, sorted (installed entry points plus in-process registrations)."""
@@ -53,6 +81,11 @@ class ExtensionPoint(Generic[T]):
             return klass
 
         return add(cls) if cls is not None else add
+
+    def available(self) -> dict[str, EntryPoint | type[T]]:
+        """``{name: entry point or registered class}`` of every available extension, sorted by name."""
+        found: dict[str, EntryPoint | type[T]] = {**self._entry_points(), **self._registered}
+        return dict(sorted(found.items()))
 
     def unregister(self, name: str) -> None:
         """Forget an in-process registration (tests)."""
@@ -86,7 +119,13 @@ class ExtensionPoint(Generic[T]):
         names = self.names()
         close = difflib.get_close_matches(name, names, n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        return f"unknown {self.kind} {name!r}.{hint} Available: {', '.join(names) or '(none)'}"
+        install = f" {self.hints[name]}" if name in self.hints else ""
+        return f"unknown {self.kind} {name!r}.{install}{hint} Available: {', '.join(names) or '(none)'}"
+
+    def choices_help(self, intro: str) -> str:
+        """``intro`` then ``name (summary)`` of every extension (the classes' ``summary`` attribute)."""
+        parts = [f"{name} ({getattr(self.get(name), 'summary', '')})" for name in self.names()]
+        return f"{intro} {'; '.join(parts)}."
 
     def check(self, name: str) -> str:
         """Return `name` if it is available, else raise `error` (option validation without loading)."""

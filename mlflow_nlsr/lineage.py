@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from mlflow_nlsr.report_sections import calibration_search
+
 REALIGNED = "nlsr.realigned"
 STATUS = "nlsr.status"
 REALIGNED_VERSION = "nlsr.realigned_version"
@@ -58,9 +60,9 @@ def realigned_tags(
         "nlsr.output_sha256": str(report.get("output_sha256")),
         "nlsr.verdict": "passed" if verdict.get("passed") else "failed",
     }
-    calibration = report.get("calibration")
-    if isinstance(calibration, Mapping) and "attempts" in calibration:
-        tags["nlsr.calibration.attempts"] = str(len(calibration["attempts"]))
+    search = calibration_search(report)
+    if search is not None:
+        tags["nlsr.calibration.attempts"] = str(len(search["attempts"]))
     for role, values in metrics.items():
         prefix = "nlsr.gate." if role == "realigned" else f"nlsr.gate.{role}."
         for metric, value in values.items():

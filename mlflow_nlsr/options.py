@@ -2,6 +2,8 @@
 
 Defaults follow the measurements in docs/algorithm.md (why each differs from, or keeps, the paper's).
 ``RealignOptions.official()`` gives the exact official-code configuration (spec §1.7).
+Scorers and methods are extension points (:data:`SCORERS`, :data:`METHODS`): their names, validation
+and help text come from the registered classes (``pipeline/scorers/``, ``pipeline/methods/``).
 """
 
 from __future__ import annotations
@@ -11,35 +13,42 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from mlflow_nlsr.errors import ConfigError
+from mlflow_nlsr.extensions import ExtensionPoint
+
+if TYPE_CHECKING:
+    from mlflow_nlsr.pipeline.methods.base import Method
+    from mlflow_nlsr.pipeline.scorers.base import Scorer
 
 Variant = Literal["official", "paper"]
-Scorer = Literal["actsvd", "magnitude", "weight-lowrank", "random"]
 Selection = Literal["official", "paper", "threshold", "fraction", "all"]
-Method = Literal["nlsr", "safelora", "safelora-nlsr"]
 Mode = Literal["auto", "lora", "full"]
 Neuron = Literal["entry", "row"]
 
-_CHOICES: dict[str, tuple[str, ...]] = {
+#: how safety-critical neurons are found (one class per scorer, both modes; entry points in setup.cfg)
+SCORERS: ExtensionPoint[Scorer] = ExtensionPoint(
+    "mlflow_nlsr.scorers", "scorer", "mlflow_nlsr.pipeline.scorers.base:Scorer"
+)
+#: what is done with them (NLSR, the SafeLoRA baselines)
+METHODS: ExtensionPoint[Method] = ExtensionPoint(
+    "mlflow_nlsr.methods", "method", "mlflow_nlsr.pipeline.methods.base:Method"
+)
+#: the fixed choices (the algorithm's own switches, not extension points)
+CHOICES: dict[str, tuple[str, ...]] = {
     "variant": ("official", "paper"),
-    "scorer": ("actsvd", "magnitude", "weight-lowrank", "random"),
     "selection": ("official", "paper", "threshold", "fraction", "all"),
-    "method": ("nlsr", "safelora", "safelora-nlsr"),
     "mode": ("auto", "lora", "full"),
     "neuron": ("entry", "row"),
     "device": ("cpu", "cuda", "auto"),
 }
+#: option name -> extension point whose names are its choices
+EXTENSION_OPTIONS: dict[str, ExtensionPoint[Any]] = {"scorer": SCORERS, "method": METHODS}
 
 HELP: dict[str, str] = {
-    "method": "nlsr (neuron transplant), safelora (official SafeLoRA projection) or safelora-nlsr "
-    "(SafeLoRA as the NLSR repository re-implemented it).",
     "variant": "official: the released code (each LoRA factor x 2*beta, kept rank int(r*sparsity), "
     "per-matrix top-k); paper: the paper's equations ((1+beta)*dW, kept rank r*(1-sparsity), per-row top-k).",
-    "scorer": "How safety-critical neurons are found: actsvd (activation-aware low rank; loads the reference "
-    "model and runs calibration data through it, in LoRA and full-weight mode), magnitude, weight-lowrank "
-    "(data-free, no model loaded), random (control at the same budget).",
     "selection": "Which modules are patched: official (Bernoulli, P rises with similarity, spec D4), paper "
     "(Bernoulli, least similar most likely), threshold (similarity < tau), fraction (lowest-similarity "
     "fraction layer_rate), all (every module).",
@@ -61,13 +70,22 @@ HELP: dict[str, str] = {
 }
 
 
+def option_help(name: str) -> str:
+    """The --help text of option `name` (for scorer and method: built from the registered classes)."""
+    if name == "scorer":
+        return SCORERS.choices_help("How nlsr finds the safety-critical neurons:")
+    if name == "method":
+        return METHODS.choices_help("How the fine-tune is realigned:")
+    return HELP.get(name, "")
+
+
 @dataclass(frozen=True)
 class RealignOptions:
     """Every knob of one realignment; frozen, hashable, serialisable to the report."""
 
-    method: Method = "nlsr"
+    method: str = "nlsr"
     variant: Variant = "official"
-    scorer: Scorer = "actsvd"
+    scorer: str = "actsvd"
     #: "all", not the official Bernoulli draw: measured on the demo fine-tune (docs/algorithm.md, Defaults)
     selection: Selection = "all"
     mode: Mode = "auto"
@@ -91,10 +109,12 @@ class RealignOptions:
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
     def __post_init__(self) -> None:
-        for name, allowed in _CHOICES.items():
+        for name, allowed in CHOICES.items():
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        for name, point in EXTENSION_OPTIONS.items():
+            point.check(getattr(self, name))
         for name in ("sparsity", "layer_rate", "epsilon"):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

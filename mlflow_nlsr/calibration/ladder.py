@@ -13,7 +13,7 @@ measured strength of every attempt (``report["strength"]``: entries changed and 
 change of the update) is recorded next to it. Rungs whose module
 choice is a Bernoulli draw get seed variants, tried only after a near miss (see calibrate.py). A seed
 variant changes only ``selection_seed``: the same safety-critical neurons, another draw of modules, so
-its realignment reuses the primary's ActSVD pass (pipeline.lora.ProjectionCache).
+its realignment reuses the primary's ActSVD pass (pipeline.projection_cache.ProjectionCache).
 docs/calibration.md documents the default ladder.
 """
 
@@ -26,7 +26,7 @@ from typing import Any
 
 from mlflow_nlsr.core import amplification
 from mlflow_nlsr.errors import ConfigError
-from mlflow_nlsr.options import RealignOptions
+from mlflow_nlsr.options import METHODS, RealignOptions
 
 #: (sparsity, fraction of modules, beta) of the β ≥ 0.9 climb: more entries, then more modules, then a
 #: stronger reference (the whole ladder until 2026-11-29); 1.0 modules = selection "all"
@@ -98,7 +98,7 @@ def predicted_strength(options: RealignOptions) -> float:
     0.5–0.9, half or all modules; docs/calibration.md). β = 0.5 in the official variant predicts 0: the
     reference is the aligned model, and only the fine-tune's own drift on those entries is undone.
     """
-    if options.method != "nlsr":
+    if not METHODS.get(options.method).tunable_strength:
         return 0.0
     kept = 1.0 - options.sparsity
     modules = expected_fraction(options.selection, options.layer_rate, options.epsilon)
@@ -132,7 +132,7 @@ def build_ladder(
     """
     if seed_variants < 0:
         raise ConfigError(f"seed_variants must be >= 0, found {seed_variants}")
-    if options.method != "nlsr":
+    if not METHODS.get(options.method).tunable_strength:
         return (Rung("configured", {}, predicted_strength(options)),)
     if not levels:
         raise ConfigError("a calibration ladder needs at least one (sparsity, modules, beta) level")

@@ -1,7 +1,8 @@
 """MLflow records of a calibration: version tags and one nested-run description per attempt.
 
-Pure functions of a report's ``calibration`` section (service/calibrate.py builds it); the service
-logs them (service/core.py), so the search itself stays free of MLflow concerns.
+Pure functions of a report's ``calibration_search`` section (attempts.py builds it; read with
+:func:`mlflow_nlsr.report_sections.calibration_search`, which also reads old reports); the service
+logs them (service/orchestrator.py), so the search itself stays free of MLflow concerns.
 """
 
 from __future__ import annotations
@@ -9,6 +10,14 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+
+from mlflow_nlsr.report_sections import calibration_search
+
+
+def calibration_reasons(report: Mapping[str, Any]) -> list[str]:
+    """The calibration rejection of a report (empty when there was no search or it passed)."""
+    section = calibration_search(report) or {}
+    return [str(section["rejection"])] if section.get("rejection") else []
 
 
 def calibration_tags(section: Mapping[str, Any]) -> dict[str, str]:

@@ -24,7 +24,7 @@ COMMANDS: dict[str, str] = {
     "watch": "mlflow_nlsr.cli.triggers:watch",
     "serve": "mlflow_nlsr.cli.triggers:serve",
     "webhook": "mlflow_nlsr.cli.triggers:webhook",
-    "log-model": "mlflow_nlsr.cli.models:log_model",
+    "log-model": "mlflow_nlsr.cli.log_model:log_model",
     "demo": "mlflow_nlsr.cli.demo:demo",
 }
 

@@ -1,4 +1,4 @@
-"""``mlflow nlsr realign --calibrate``: the ladder search of service/calibrate_run.py, for a terminal."""
+"""``mlflow nlsr realign --calibrate``: the ladder search of calibration/run.py, for a terminal."""
 
 from __future__ import annotations
 
@@ -28,22 +28,23 @@ def run_calibration(
     as_json: bool,
 ) -> None:
     """Calibrate, write the chosen realignment to `output`; exit 1 (output kept) when nothing passed."""
+    from mlflow_nlsr.calibration.run import CalibrationSettings, Models, calibrate_realign
     from mlflow_nlsr.calibration.search import Attempt, Budget
-    from mlflow_nlsr.service.calibration_job import calibrate_realign
+    from mlflow_nlsr.gates.policy import load_gate_config
 
     def show(attempt: Attempt) -> None:
         click.echo(f"calibration {attempt.summary()} [{attempt.seconds:.0f}s]", err=True)
 
-    result, calibration = calibrate_realign(
-        base,
-        aligned,
-        finetuned,
-        output,
-        options,
-        gate_config=gate_config,
+    settings = CalibrationSettings(
+        load_gate_config(gate_config),
         gate_limit=gate_limit,
         quick_limit=quick_limit,
         budget=Budget(max_attempts=max_attempts, time_budget_s=time_budget, screen_z=screen_z),
+    )
+    result, calibration = calibrate_realign(
+        Models(Path(base), Path(aligned), Path(finetuned), Path(output)),
+        options,
+        settings,
         overwrite=overwrite,
         on_attempt=None if as_json else show,
     )

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads
-from mlflow_nlsr.options import _CHOICES, HELP, RealignOptions
+from mlflow_nlsr.options import CHOICES, EXTENSION_OPTIONS, RealignOptions, option_help
 
 _DIR = click.Path(file_okay=False, path_type=Path)
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -17,11 +17,27 @@ _DEFAULTS = RealignOptions()
 
 def _help(name: str) -> str:
     default = getattr(_DEFAULTS, name)
-    return f"{HELP.get(name, '')} [default: {default}]" if default is not None else HELP.get(name, "")
+    return f"{option_help(name)} [default: {default}]" if default is not None else option_help(name)
 
 
 def _choice(name: str) -> click.Choice:
-    return click.Choice(_CHOICES[name])
+    """The fixed choices, or the names an extension point has now (plugins and in-process registrations)."""
+    point = EXTENSION_OPTIONS.get(name)
+    if point is None:
+        return click.Choice(CHOICES[name])
+    return _ExtensionChoice(point)
+
+
+class _ExtensionChoice(click.Choice):  # type: ignore[type-arg]
+    """A click.Choice read from an extension point each time it is shown or checked."""
+
+    def __init__(self, point: Any) -> None:
+        super().__init__(point.names())
+        self.point = point
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        self.choices = self.point.names()
+        return super().convert(value, param, ctx)
 
 
 @click.command(name="realign", context_settings={"max_content_width": 100})
@@ -190,58 +206,58 @@ def realign(
     """
     limit_threads()
     from mlflow_nlsr.pipeline import realign as run_realign
-    from mlflow_nlsr.pipeline import resolve_mode
 
-    # only flags the user gave override the config file (0 and 0.0 are real values; --force is a flag)
+    options = _options(config_file, flags)
+    extra = _shard_size(max_shard_size, calibrate, aligned, finetuned, options)
+    if calibrate:
+        from mlflow_nlsr.cli._calibrate import run_calibration
+
+        search: dict[str, Any] = {
+            "gate_config": gate_config, "gate_limit": gate_limit, "quick_limit": quick_limit,
+            "max_attempts": max_attempts, "time_budget": time_budget, "screen_z": screen_z,
+        }  # fmt: skip
+        run_calibration(
+            base, aligned, finetuned, output, options, overwrite=overwrite, as_json=as_json, **search
+        )
+        return
+    progress = not no_progress and not as_json
+    result = run_realign(
+        base, aligned, finetuned, output, options, progress=progress, overwrite=overwrite, **extra
+    )
+    if as_json:
+        echo_json(result.report)
+    else:
+        _echo_summary(result.report, result.output)
+
+
+def _options(config_file: Path | None, flags: dict[str, Any]) -> RealignOptions:
+    """The options: only flags the user gave override the config file (0 and 0.0 are real values)."""
     given = {
         k: (str(v) if isinstance(v, Path) else v)
         for k, v in flags.items()
         if v is not None and not (k == "force" and v is False)
     }
     if config_file is not None:
-        options = RealignOptions.from_yaml(config_file, **given)
-    else:
-        options = RealignOptions.from_mapping(given)
-    extra: dict[str, Any] = {}  # full mode only: realign_lora takes no max_shard_size
-    if max_shard_size is not None:
-        if calibrate or resolve_mode(aligned, finetuned, options) != "full":
-            why = "--calibrate uses the default 2GB" if calibrate else "LoRA mode writes one adapter file"
-            click.echo(f"Note: --max-shard-size is ignored ({why}).", err=True)
-        else:
-            extra["max_shard_size"] = max_shard_size
-    if calibrate:
-        from mlflow_nlsr.cli._calibrate import run_calibration
+        return RealignOptions.from_yaml(config_file, **given)
+    return RealignOptions.from_mapping(given)
 
-        run_calibration(
-            base,
-            aligned,
-            finetuned,
-            output,
-            options,
-            gate_config=gate_config,
-            gate_limit=gate_limit,
-            quick_limit=quick_limit,
-            max_attempts=max_attempts,
-            time_budget=time_budget,
-            screen_z=screen_z,
-            overwrite=overwrite,
-            as_json=as_json,
-        )
-        return
-    result = run_realign(
-        base,
-        aligned,
-        finetuned,
-        output,
-        options,
-        progress=not no_progress and not as_json,
-        overwrite=overwrite,
-        **extra,
-    )
-    report = result.report
-    if as_json:
-        echo_json(report)
-        return
+
+def _shard_size(
+    max_shard_size: str | None, calibrate: bool, aligned: Path, finetuned: Path, options: RealignOptions
+) -> dict[str, Any]:
+    """``{"max_shard_size": …}`` for a full-weight run; a note on stderr where the flag does nothing."""
+    from mlflow_nlsr.pipeline import resolve_mode
+
+    if max_shard_size is None:
+        return {}
+    if calibrate or resolve_mode(aligned, finetuned, options) != "full":
+        why = "--calibrate uses the default 2GB" if calibrate else "LoRA mode writes one adapter file"
+        click.echo(f"Note: --max-shard-size is ignored ({why}).", err=True)
+        return {}
+    return {"max_shard_size": max_shard_size}
+
+
+def _echo_summary(report: dict[str, Any], output: Path) -> None:
     changed = report.get("strength", {}).get("changed_fraction")
     click.echo(
         f"{report['method']} ({report['variant']}, scorer {report['scorer']}, "
@@ -251,4 +267,4 @@ def realign(
         + f", {float(report.get('seconds', 0.0)):.1f}s"
     )
     kind = "checkpoint" if report.get("mode") == "full" else "adapter"
-    click.echo(f"Realigned {kind} written to {result.output} (report: {result.output / 'nlsr_report.json'})")
+    click.echo(f"Realigned {kind} written to {output} (report: {output / 'nlsr_report.json'})")

@@ -1,22 +1,22 @@
 """Refusal / harmfulness judges used by the safety and over-refusal tasks, and the active-judge switch.
 
-Judges are plugins in the entry-point group ``mlflow_nlsr.judges`` (built in: ``keyword``,
-``hf-classifier``). The shipped tasks score each response with :func:`active_judge`, which the runner
-sets with :func:`use_judge`; outside a runner it is built from ``$NLSR_JUDGE`` (default ``keyword``),
+Judges are plugins in the entry-point group ``mlflow_nlsr.judges`` (:data:`JUDGES`; built in:
+``keyword``; ``hf-classifier`` is the separately installed ``plugins/mlflow-nlsr-hf-judge``). The
+shipped tasks score each response with :func:`active_judge`, which the runner sets with
+:func:`use_judge`; outside a runner it is built from ``$NLSR_JUDGE`` (default ``keyword``),
 ``$NLSR_JUDGE_MODEL`` and ``$NLSR_JUDGE_THRESHOLD``.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from importlib.metadata import entry_points
 from typing import Any
 
 from mlflow_nlsr.errors import ConfigError, GateError
+from mlflow_nlsr.extensions import ExtensionPoint
 
 ENTRY_POINT_GROUP = "mlflow_nlsr.judges"
 JUDGE_ENV, JUDGE_MODEL_ENV, JUDGE_THRESHOLD_ENV = "NLSR_JUDGE", "NLSR_JUDGE_MODEL", "NLSR_JUDGE_THRESHOLD"
@@ -97,26 +97,24 @@ class KeywordJudge(Judge):
         return f"KeywordJudge({len(self.markers)} markers)"
 
 
+#: the judges: entry points of ``mlflow_nlsr.judges`` plus in-process registrations
+JUDGES: ExtensionPoint[Judge] = ExtensionPoint(
+    ENTRY_POINT_GROUP,
+    "judge",
+    Judge,
+    error=GateError,
+    hints={"hf-classifier": "It ships as a plugin: pip install -e plugins/mlflow-nlsr-hf-judge."},
+)
+
+
 def available_judges() -> dict[str, Any]:
-    """Return ``{name: entry point}`` for every installed judge plugin."""
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    """Return ``{name: entry point or registered class}`` for every available judge."""
+    return JUDGES.available()
 
 
 def load_judge(name: str, **options: Any) -> Judge:
     """Instantiate the judge plugin `name` with `options`; unknown names raise GateError (did you mean)."""
-    plugins = available_judges()
-    if name not in plugins:
-        close = difflib.get_close_matches(name, list(plugins), n=3)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise GateError(f"unknown judge {name!r}.{hint} Installed judges: {', '.join(sorted(plugins))}")
-    cls = plugins[name].load()
-    try:
-        judge = cls(**options)
-    except TypeError as exc:
-        raise ConfigError(f"judge {name!r} does not accept options {sorted(options)}: {exc}") from exc
-    if not isinstance(judge, Judge):
-        raise GateError(f"judge plugin {name!r} built {type(judge).__name__}, expected a Judge subclass")
-    return judge
+    return JUDGES.create(name, **options)
 
 
 def judge_options_from_env() -> dict[str, Any]:
@@ -156,11 +154,3 @@ def use_judge(judge: str | Judge, **options: Any) -> Iterator[Judge]:
     finally:
         _ACTIVE = previous
 
-
-def __getattr__(name: str) -> Any:
-    # HFClassifierJudge pulls in transformers; import it only when asked for (entry point `hf-classifier`).
-    if name == "HFClassifierJudge":
-        from mlflow_nlsr.gates.hf_judge import HFClassifierJudge
-
-        return HFClassifierJudge
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -43,6 +43,7 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> Interval:
 
     Returns:
         Interval(rate=successes/n, n, low, high).
+
     """
     if n < 0 or successes < 0 or successes > n:
         raise ValueError(f"wilson_interval needs 0 <= successes <= n, found {successes} of {n}")
@@ -99,6 +100,7 @@ def mcnemar_exact(only_a: int, only_b: int) -> McNemar:
 
     Returns:
         McNemar with the two-sided p-value ``min(1, 2 · P(X ≤ min(only_a, only_b)))``, X ~ Bin(a+b, 1/2).
+
     """
     if only_a < 0 or only_b < 0:
         raise ValueError(f"mcnemar_exact needs non-negative counts, found {only_a}, {only_b}")
@@ -115,6 +117,7 @@ def mcnemar_paired(a: dict[str, int], b: dict[str, int]) -> McNemar:
 
     Raises:
         ValueError: when the two maps share no item (nothing to compare).
+
     """
     shared = sorted(set(a) & set(b))
     if not shared:

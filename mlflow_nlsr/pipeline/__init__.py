@@ -40,7 +40,7 @@ def realign(
         from mlflow_nlsr.pipeline.lora import realign_lora
 
         return realign_lora(base, aligned, finetuned, output, options, **kwargs)
-    from mlflow_nlsr.pipeline.full import realign_full
+    from mlflow_nlsr.pipeline.full.realign import realign_full
 
     kwargs.pop("projection_cache", None)  # LoRA mode only: full mode streams its own projections
     return realign_full(base, aligned, finetuned, output, options, **kwargs)

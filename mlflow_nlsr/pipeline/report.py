@@ -13,10 +13,10 @@ from mlflow_nlsr import __version__
 from mlflow_nlsr.core import PatchStrength
 from mlflow_nlsr.io.adapters import SAFETENSORS_NAME, key_a, key_b, write_adapter
 from mlflow_nlsr.io.hashing import sha256_file
-from mlflow_nlsr.options import RealignOptions
+from mlflow_nlsr.options import METHODS, RealignOptions
 from mlflow_nlsr.pipeline.plot import similarity_plot
 
-if TYPE_CHECKING:  # methods.py imports selection_decision from here
+if TYPE_CHECKING:  # methods/nlsr.py imports selection_decision from here
     from mlflow_nlsr.pipeline.methods import MethodOutcome
 
 REPORT_NAME = "nlsr_report.json"
@@ -182,7 +182,7 @@ def write_outputs(out_dir: Path, outcome: MethodOutcome, report: dict[str, Any])
     masks = {k: outcome.masks[k].to(torch.bool).contiguous() for k in sorted(outcome.masks)}
     save_file(masks, str(out_dir / MASKS_NAME), metadata={"format": "pt"})
     report = {**report, "output_sha256": sha256_file(out_dir / SAFETENSORS_NAME)}
-    ylabel = "masked similarity S_j" if report["method"] == "nlsr" else "SafeLoRA cosine"
+    ylabel = METHODS.get(report["method"]).similarity_label
     title = (
         f"{report['method']} ({report['variant']}, {report['selection']}): "
         f"{report['patched_modules']}/{report['total_modules']} modules patched"

@@ -6,8 +6,7 @@ that ``mlflow_nlsr.registry.webhook`` (pure stdlib) can be imported without load
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mlflow_nlsr._lazy import lazy_exports
 
 _EXPORTS = {
     "RegistryClient": "client",
@@ -30,9 +29,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mlflow_nlsr.registry' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"mlflow_nlsr.registry.{module}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -8,21 +8,11 @@ torch and lm-eval.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mlflow_nlsr._lazy import lazy_exports
 
-_EXPORTS = {
-    "NLSRService": "orchestrator",
-    "LeaseLost": "heartbeat",
-    "Outcome": "settings",
-    "Settings": "settings",
-}
+#: name -> the submodule defining it
+_EXPORTS = dict(NLSRService="orchestrator", LeaseLost="heartbeat", Outcome="settings", Settings="settings")
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'mlflow_nlsr.service' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"mlflow_nlsr.service.{module}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -22,8 +22,8 @@ from mlflow_nlsr.extensions import ExtensionPoint
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.remote import JobSpec, fetch_outputs, raise_remote_error
 from mlflow_nlsr.service.work import WorkInput, realign_and_gate
-from mlflow_nlsr.store.models import Job
 from mlflow_nlsr.store.states import JobState
+from mlflow_nlsr.store.tables import Job
 
 if TYPE_CHECKING:
     from mlflow_nlsr.rules import Rule
@@ -99,7 +99,7 @@ class LocalExecutor(Executor):
             raise ConfigError("the local executor runs a job inside its worker; bind() it first")
         svc, job, work, beat = self._context
         self._context = None
-        return realign_and_gate(svc, job, work, beat.check)
+        return realign_and_gate(svc, job, work, beat)
 
     def poll(self, handle: Any) -> Poll:
         return Poll(Status.SUCCEEDED)

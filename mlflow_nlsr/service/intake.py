@@ -16,8 +16,8 @@ from mlflow_nlsr import lineage
 from mlflow_nlsr.errors import NLSRError, WebhookRejected
 from mlflow_nlsr.registry.client import RegistryClient
 from mlflow_nlsr.registry.webhook import ReplayGuard, verify
-from mlflow_nlsr.store.models import Job
 from mlflow_nlsr.store.repository import JobStore
+from mlflow_nlsr.store.tables import Job
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,11 @@ only after the realigned weights are fully written, registered and gated. The re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
+import signal
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,25 +22,39 @@ from typing import Any
 
 from mlflow_nlsr import lineage
 from mlflow_nlsr.calibration.records import calibration_runs, calibration_tags
+from mlflow_nlsr.calibration.run import CalibrationSettings, JobHooks, Models, calibrate_job
+from mlflow_nlsr.calibration.search import Budget
+from mlflow_nlsr.calibration.steps import realign_step
 from mlflow_nlsr.errors import ConfigError, GateError, InputError, JobStoreError, NLSRError, RegistryError
+from mlflow_nlsr.gates.policy import load_gate_config
 from mlflow_nlsr.gates.runner import run_gates
 from mlflow_nlsr.io.hashing import sha256_dir
+from mlflow_nlsr.pipeline import realign
 from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model
+from mlflow_nlsr.report_sections import calibration_search
 from mlflow_nlsr.rules import Resolved, Rules
 from mlflow_nlsr.service.executor import execute
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.intake import enqueue_version
+from mlflow_nlsr.service.preflight import check_job_inputs
 from mlflow_nlsr.service.settings import Outcome, Settings
-from mlflow_nlsr.service.work import FAULT_ENV, WorkInput, fault
-from mlflow_nlsr.store.models import Job
+from mlflow_nlsr.service.work import WorkInput
 from mlflow_nlsr.store.repository import JobStore
 from mlflow_nlsr.store.states import JobState
+from mlflow_nlsr.store.tables import Job
 
 log = logging.getLogger(__name__)
 
 #: errors that a retry cannot fix: the job fails at once, with the reason audited
 PERMANENT = (InputError, ConfigError, GateError)
-__all__ = ["FAULT_ENV", "PERMANENT", "NLSRService"]
+#: chaos-testing hook (docs/operations.md): SIGKILL the worker at the step this env var names
+FAULT_ENV = "NLSR_FAULT_INJECT"
+
+
+def _fault(step: str) -> None:
+    """Kill this process with SIGKILL when ``NLSR_FAULT_INJECT`` equals `step` (realign, gate, register)."""
+    if os.environ.get(FAULT_ENV) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class NLSRService:
@@ -54,14 +71,9 @@ class NLSRService:
 
     # -- triggers --------------------------------------------------------------------------
     def enqueue(
-        self,
-        name: str,
-        version: str | int,
-        *,
-        trigger: str,
-        actor: str,
+        self, name: str, version: str | int, *, trigger: str, actor: str,
         tags: Mapping[str, str] | None = None,
-    ) -> Job | None:
+    ) -> Job | None:  # fmt: skip
         """Queue a job unless the version is one NLSR registered itself (loop prevention)."""
         return enqueue_version(
             self.store, self.client, name, version, trigger=trigger, actor=actor, tags=tags
@@ -154,14 +166,8 @@ class NLSRService:
         info = self.client.get_version(name, version)
         if is_realigned(info):
             return self._skip(job, "version was registered by NLSR (nlsr.realigned=true)")
-        overrides = {
-            k: v
-            for k, v in (
-                ("nlsr.base_uri", self.settings.base_uri),
-                ("nlsr.aligned_uri", self.settings.aligned_uri),
-            )
-            if v
-        }
+        given = (("nlsr.base_uri", self.settings.base_uri), ("nlsr.aligned_uri", self.settings.aligned_uri))
+        overrides = {k: v for k, v in given if v}
         resolved = self.rules.resolve(name, {**info.tags, **overrides})
         if resolved is None:
             return self._skip(
@@ -176,7 +182,7 @@ class NLSRService:
         report = json.loads((job_dir / "realigned" / "nlsr_report.json").read_text())
         result: dict[str, Any] = dict(job.result or {})
         new_version = self._register(job, info.uri, resolved, report, options.sha256(), result, job_dir)
-        fault("register")
+        _fault("register")
         beat.check()
         passed = bool(result["verdict"]["passed"])
         target = resolved.rule.target_name or name
@@ -198,6 +204,51 @@ class NLSRService:
         return Outcome.of(done)
 
     # -- steps -----------------------------------------------------------------------------
+    def _realign(self, job: Job, models: Models, options: Any, rule: Any, beat: Heartbeat) -> Job:
+        """Check the inputs, realign (or calibrate: every attempt audited), advance to REALIGNED."""
+        if not (models.output / "nlsr_report.json").exists():
+            check_job_inputs(models.base, models.aligned, models.finetuned, options, rule.gate_config)
+            if self.settings.calibrate:
+                hooks = self._calibration_hooks(job, models, rule, beat)
+                calibrate_job(models, options, self._calibration_settings(rule), hooks)
+            else:
+                realign(models.base, models.aligned, models.finetuned, models.output, options, overwrite=True)
+        _fault("realign")
+        beat.check()
+        job = self.store.advance(
+            job.id, self.settings.worker_id, JobState.REALIGNED, config_sha256=options.sha256()
+        )
+        self._tag_source(job.model_name, job.version, {lineage.STATUS: "realigned"})
+        return job
+
+    def _calibration_settings(self, rule: Any) -> CalibrationSettings:
+        """The calibration's gates and bounds: the rule's gate config, the service's limits and budget."""
+        s = self.settings
+        return CalibrationSettings(
+            load_gate_config(rule.gate_config),
+            gate_limit=s.gate_limit or rule.gate_limit,
+            quick_limit=s.calibration_quick_limit,
+            batch_size=s.gate_batch_size,
+            budget=Budget(
+                s.calibration_max_attempts, s.calibration_time_budget_s, screen_z=s.calibration_screen_z
+            ),
+        )
+
+    def _calibration_hooks(self, job: Job, models: Models, rule: Any, beat: Heartbeat) -> JobHooks:
+        """What a job's calibration may do: realign, gate references (cached), audit, check the lease."""
+        config, job_dir = load_gate_config(rule.gate_config), models.output.parent
+
+        def reference_gate(role: str, path: Path, limit: int | None) -> dict[str, float]:
+            return self._gate(role, path, models.base, config, limit, job_dir)
+
+        def audit(event: str, inputs: dict[str, Any], decision: str, reasons: list[str]) -> None:
+            self.store.audit(event, actor=self.settings.worker_id, model_name=job.model_name,
+                             version=job.version, job_id=job.id, inputs=inputs, decision=decision,
+                             reasons=reasons)  # fmt: skip
+
+        realign = realign_step(models.base, models.aligned, models.finetuned)
+        return JobHooks(realign=realign, reference_gate=reference_gate, audit=audit, heartbeat=beat.check)
+
     def _gate(
         self, role: str, path: Path, base: Path, config: Any, limit: int | None, job_dir: Path
     ) -> dict[str, float]:
@@ -251,8 +302,9 @@ class NLSRService:
             verdict=result["verdict"],
             metrics=result["metrics"],
         )
-        if isinstance(report.get("calibration"), Mapping) and "attempts" in report["calibration"]:
-            tags.update(calibration_tags(report["calibration"]))  # not ActSVD's calibration-data section
+        search = calibration_search(report)
+        if search is not None:
+            tags.update(calibration_tags(search))
         card = lineage.model_card(
             source_uri=source_uri,
             base_uri=resolved.base_uri,
@@ -282,9 +334,8 @@ class NLSRService:
             artifacts_dir=gates_dir if gates_dir.exists() else None,
             run_name=f"nlsr-gates-{_slug(job.model_name)}-v{job.version}",
         )
-        if isinstance(report.get("calibration"), Mapping) and "attempts" in report["calibration"]:
-            # one nested run per calibration attempt
-            self.client.log_child_runs(run_id, calibration_runs(report["calibration"]))
+        if search is not None:  # one nested run per calibration attempt
+            self.client.log_child_runs(run_id, calibration_runs(search))
         return version.version
 
     def _skip(self, job: Job, reason: str) -> Outcome:
@@ -308,6 +359,4 @@ def _slug(name: str) -> str:
 
 
 def _short_hash(text: str) -> str:
-    import hashlib
-
     return hashlib.sha256(text.encode()).hexdigest()[:8]

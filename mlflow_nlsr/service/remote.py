@@ -21,11 +21,11 @@ from mlflow_nlsr import errors
 from mlflow_nlsr.errors import ExecutorError, NLSRError
 from mlflow_nlsr.registry import RegistryClient
 from mlflow_nlsr.rules import Resolved, Rule
-from mlflow_nlsr.service.heartbeat import LeaseLost
+from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.settings import Settings
 from mlflow_nlsr.service.work import WorkInput, realign_and_gate
-from mlflow_nlsr.store.models import Job
 from mlflow_nlsr.store.states import JobState
+from mlflow_nlsr.store.tables import Job
 
 log = logging.getLogger(__name__)
 #: the key of a job's result that names the run holding its outputs
@@ -109,19 +109,14 @@ def run_spec(spec: JobSpec, scratch: Path | str) -> str:
     options = resolved.rule.options(**dict(settings.realign_overrides))
     work = WorkInput(spec.source_uri, resolved, options, job_dir)
 
-    def check() -> None:
-        current = svc.store.get_by_id(spec.job_id)
-        if current is None or current.terminal or current.lease_owner != settings.worker_id:
-            state = current.state.value if current is not None else "gone"
-            raise LeaseLost(f"job {spec.job_id} is {state} and no longer leased to {settings.worker_id}")
-
     def publish() -> dict[str, str]:
         svc.client.log_artifacts(spec.run_id, job_dir / "realigned", "realigned")
         if (job_dir / "gates").is_dir():
             svc.client.log_artifacts(spec.run_id, job_dir / "gates", "gates")
         return {OUTPUTS: f"runs:/{spec.run_id}"}
 
-    return realign_and_gate(svc, job, work, check, publish).state.value
+    with Heartbeat(svc.store, spec.job_id, settings.worker_id, settings.lease_seconds) as beat:
+        return realign_and_gate(svc, job, work, beat, publish).state.value
 
 
 @contextmanager

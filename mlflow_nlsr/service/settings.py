@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlflow_nlsr.store.models import Job
+from mlflow_nlsr.store.tables import Job
 
 
 @dataclass(frozen=True)

@@ -2,42 +2,31 @@
 
 ``realign_and_gate`` walks ``running → realigned → gated`` for a claimed job. The ``local`` executor
 calls it in the worker; a remote executor calls it through :func:`mlflow_nlsr.service.remote.run_spec`
-on a cluster node, acting for the claiming worker (its worker id), so a lost lease or a cancelled job
-refuses every state change the remote side tries.
+on a cluster node, acting for the claiming worker (its worker id, heartbeating the same lease), so a
+lost lease or a cancelled job refuses every state change the remote side tries.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlflow_nlsr import lineage
+from mlflow_nlsr.calibration.records import calibration_reasons
+from mlflow_nlsr.calibration.run import Models
 from mlflow_nlsr.gates.policy import evaluate_policy, load_gate_config
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.pipeline import realign
 from mlflow_nlsr.registry import resolve_to_local
 from mlflow_nlsr.rules import Resolved
-from mlflow_nlsr.service.calibration_job import calibrate_job, calibration_reasons
-from mlflow_nlsr.service.preflight import check_job_inputs
-from mlflow_nlsr.store.models import Job
+from mlflow_nlsr.service.heartbeat import Heartbeat
 from mlflow_nlsr.store.states import JobState
+from mlflow_nlsr.store.tables import Job
 
 if TYPE_CHECKING:
     from mlflow_nlsr.service.orchestrator import NLSRService
-
-#: chaos-testing hook (docs/operations.md): SIGKILL the worker at the step this env var names
-FAULT_ENV = "NLSR_FAULT_INJECT"
-
-
-def fault(step: str) -> None:
-    """Kill this process with SIGKILL when ``NLSR_FAULT_INJECT`` equals `step` (realign, gate, register)."""
-    if os.environ.get(FAULT_ENV) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -54,34 +43,25 @@ def realign_and_gate(
     svc: NLSRService,
     job: Job,
     work: WorkInput,
-    check: Callable[[], None],
+    beat: Heartbeat,
     publish: Callable[[], Mapping[str, Any]] | None = None,
 ) -> Job:
     """Realign a ``running`` job and gate a ``realigned`` one; return the job as the store has it now.
 
-    `check` raises when the lease is lost. `publish` (remote executors) uploads the outputs before the
-    ``gated`` step is recorded and returns what to add to the job's result (where they went); with it,
-    a ``realigned`` job whose output is not on this node is realigned again first.
+    `beat` holds the lease (``beat.check()`` raises once it is lost). `publish` (remote executors)
+    uploads the outputs before the ``gated`` step is recorded and returns what to add to the job's
+    result (where they went).
     """
+    from mlflow_nlsr.service.orchestrator import _fault
+
     name, version, worker = job.model_name, job.version, svc.settings.worker_id
     resolved, options, job_dir = work.resolved, work.options, work.job_dir
     base = resolve_to_local(resolved.base_uri, Path(svc.settings.work_dir) / "inputs", svc.client)
     aligned = resolve_to_local(resolved.aligned_uri, Path(svc.settings.work_dir) / "inputs", svc.client)
     finetuned = resolve_to_local(work.source_uri, job_dir / "input", svc.client)
     out = job_dir / "realigned"
-    redo = publish is not None and job.state is JobState.REALIGNED
-    if job.state is JobState.RUNNING or (redo and not (out / "nlsr_report.json").exists()):
-        if not (out / "nlsr_report.json").exists():
-            check_job_inputs(base, aligned, finetuned, options, resolved.rule.gate_config)
-            if svc.settings.calibrate:  # ladder search, every attempt audited (calibrate_run.py)
-                calibrate_job(svc, job, resolved.rule, base, aligned, finetuned, out, options, check)
-            else:
-                realign(base, aligned, finetuned, out, options, overwrite=True)
-        fault("realign")
-        check()
     if job.state is JobState.RUNNING:
-        job = svc.store.advance(job.id, worker, JobState.REALIGNED, config_sha256=options.sha256())
-        svc._tag_source(name, version, {lineage.STATUS: "realigned"})
+        job = svc._realign(job, Models(base, aligned, finetuned, out), options, resolved.rule, beat)
     report = json.loads((out / "nlsr_report.json").read_text())
     gate_config = load_gate_config(resolved.rule.gate_config)
     limit = svc.settings.gate_limit or resolved.rule.gate_limit
@@ -89,7 +69,7 @@ def realign_and_gate(
         metrics: dict[str, dict[str, float]] = {}
         for role, path in (("finetuned", finetuned), ("aligned", aligned), ("realigned", out)):
             metrics[role] = svc._gate(role, path, base, gate_config, limit, job_dir)
-            fault("gate")
+            _fault("gate")
         verdict = evaluate_policy(
             gate_config,
             metrics["realigned"],
@@ -103,7 +83,7 @@ def realign_and_gate(
         }
         if publish is not None:
             gated.update(publish())
-        check()
+        beat.check()
         job = svc.store.advance(job.id, worker, JobState.GATED, result=gated)
         svc._tag_source(name, version, {lineage.STATUS: "gated"})
     return job

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from mlflow_nlsr.store.audit import AUDIT_LOGGER_NAME
 from mlflow_nlsr.store.engine import head_revision, make_engine, sqlite_url
-from mlflow_nlsr.store.models import AuditEvent, Job
 from mlflow_nlsr.store.repository import JobStore, open_store, utcnow
 from mlflow_nlsr.store.states import (
     ACTIVE_STATES,
@@ -19,6 +18,7 @@ from mlflow_nlsr.store.states import (
     check_transition,
     is_allowed,
 )
+from mlflow_nlsr.store.tables import AuditEvent, Job
 
 __all__ = [
     "ACTIVE_STATES",

@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from mlflow_nlsr.errors import JobStoreError
 from mlflow_nlsr.store import audit as _audit
 from mlflow_nlsr.store.engine import READ_ONLY, make_engine, migrate
-from mlflow_nlsr.store.models import AuditEvent, Job
 from mlflow_nlsr.store.states import JobState, parse_state
+from mlflow_nlsr.store.tables import AuditEvent, Job
 
 Clock = Callable[[], datetime]
 _S = TypeVar("_S", bound="StoreBase")

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mlflow_nlsr.errors import JobStoreError
-from mlflow_nlsr.store.models import AuditEvent
+from mlflow_nlsr.store.tables import AuditEvent
 
 AUDIT_LOGGER_NAME = "mlflow_nlsr.audit"
 AUDIT_LOGGER = logging.getLogger(AUDIT_LOGGER_NAME)

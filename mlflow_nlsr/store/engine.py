@@ -19,7 +19,7 @@ from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from mlflow_nlsr.errors import JobStoreError
-from mlflow_nlsr.store.models import VERSION_TABLE
+from mlflow_nlsr.store.tables import VERSION_TABLE
 
 _LOG = logging.getLogger(__name__)
 

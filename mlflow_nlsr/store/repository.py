@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 
 from mlflow_nlsr.errors import JobStoreError
 from mlflow_nlsr.store._base import Clock, StoreBase, job_key, utcnow
-from mlflow_nlsr.store.models import Job
 from mlflow_nlsr.store.states import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -30,6 +29,7 @@ from mlflow_nlsr.store.states import (
     parse_state,
     parse_trigger,
 )
+from mlflow_nlsr.store.tables import Job
 
 UPDATABLE_FIELDS = frozenset({"config_sha256", "result", "last_error", "realigned_version"})
 STORE_ACTOR = "nlsr-store"

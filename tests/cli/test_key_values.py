@@ -6,7 +6,7 @@ import pytest
 
 from mlflow_nlsr.cli._common import key_values
 from mlflow_nlsr.cli._service import parse_sets
-from mlflow_nlsr.cli.models import _tags
+from mlflow_nlsr.cli.log_model import _tags
 from mlflow_nlsr.errors import ConfigError
 
 

@@ -20,7 +20,7 @@ from mlflow_nlsr.pipeline.activations import (
     run_block,
 )
 from mlflow_nlsr.pipeline.actsvd_data import encode_pairs, load_pairs
-from mlflow_nlsr.pipeline.models import load_adapted_model, load_tokenizer
+from mlflow_nlsr.pipeline.loading import load_adapted_model, load_tokenizer
 
 
 @pytest.fixture()

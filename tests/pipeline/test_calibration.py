@@ -76,7 +76,7 @@ def test_default_calibration_set_is_shipped_and_valid(tok):
 
 def test_generated_pairs_are_greedy_and_deterministic(tiny_adapters, tmp_path):
     from mlflow_nlsr.io import read_adapter
-    from mlflow_nlsr.pipeline.models import load_adapted_model, load_tokenizer
+    from mlflow_nlsr.pipeline.loading import load_adapted_model, load_tokenizer
 
     base, aligned, _ = tiny_adapters
     adapter = read_adapter(aligned)

@@ -21,7 +21,7 @@ def test_calibration_prompts_generate_responses_with_the_reference(tiny_adapters
     prompts.write_text("".join(json.dumps({"prompt": f"question {i}"}) + "\n" for i in range(4)))
     opts = RealignOptions(calibration_prompts=str(prompts), calibration_samples=3, max_length=64)
     run = realign(base, aligned, finetuned, tmp_path / "out", opts, progress=False)
-    info = run.report["calibration"]
+    info = run.report["actsvd_data"]
     assert info["generated"] is True and info["source"] == str(prompts)
     assert 1 <= info["samples"] <= 3 and info["response_tokens"] > 0
     assert run.report["inputs"]["calibration"] == info["sha256"]

@@ -65,7 +65,7 @@ def test_actsvd_masks_are_top_entries_of_the_activation_projection(setup, tmp_pa
     triplet, options = setup
     result = realign_full(*triplet, tmp_path / "out", options, progress=False)
     masks = load_file(str(result.output / "masks.safetensors"))
-    assert result.report["inputs"]["calibration"] == result.report["calibration"]["sha256"]
+    assert result.report["inputs"]["calibration"] == result.report["actsvd_data"]["sha256"]
     assert result.report["scorer"] == "actsvd" and "D2" in result.report["decisions"]
     # recompute one module's mask from a fresh Gram capture
     base, aligned, finetuned = open_sources(*triplet)

@@ -12,7 +12,12 @@ import torch
 from mlflow_nlsr import core
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline.full import scoring as full_scoring
-from mlflow_nlsr.pipeline.full.scoring import lowrank_scores, masked_cosine, matrix_top_mask, module_mask
+from mlflow_nlsr.pipeline.full.scoring import lowrank_scores, masked_cosine, matrix_top_mask
+from mlflow_nlsr.pipeline.scorers import ModuleContext, scorer_for
+
+
+def module_mask(key, delta, options, **kwargs):
+    return scorer_for(options).full_mask(key, delta, ModuleContext(options, **kwargs))
 
 
 @pytest.mark.parametrize("shape", [(37, 23), (400, 400)])

@@ -225,7 +225,7 @@ def test_paper_variant_masks_rows_and_scales_only_b(tiny_adapters, fast_options,
 def test_a_projection_cache_reuses_actsvd_only_when_the_projection_options_match(
     official_run, tiny_adapters, fast_options, tmp_path
 ):
-    from mlflow_nlsr.pipeline.lora import ProjectionCache
+    from mlflow_nlsr.pipeline.projection_cache import ProjectionCache
 
     base, aligned, finetuned = tiny_adapters
     cache = ProjectionCache()
@@ -241,7 +241,7 @@ def test_a_projection_cache_reuses_actsvd_only_when_the_projection_options_match
     assert (cached.output / "adapter_model.safetensors").read_bytes() == (
         uncached.output / "adapter_model.safetensors"
     ).read_bytes()
-    assert cached.report["calibration"] == uncached.report["calibration"]
+    assert cached.report["actsvd_data"] == uncached.report["actsvd_data"]
     # another sparsity projects to another rank: computed again
     run(tmp_path / "d", fast_options.replace(sparsity=0.5), projection_cache=cache)
     assert cache.hits == 1
@@ -250,7 +250,7 @@ def test_a_projection_cache_reuses_actsvd_only_when_the_projection_options_match
 def test_a_selection_seed_redraws_the_modules_and_keeps_the_neurons_and_the_projection(
     tiny_adapters, fast_options, tmp_path
 ):
-    from mlflow_nlsr.pipeline.lora import ProjectionCache
+    from mlflow_nlsr.pipeline.projection_cache import ProjectionCache
 
     base, aligned, finetuned = tiny_adapters
     cache = ProjectionCache()

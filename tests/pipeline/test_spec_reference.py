@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from mlflow_nlsr.io import read_adapter, write_adapter
 from mlflow_nlsr.pipeline.activations import make_batches
 from mlflow_nlsr.pipeline.actsvd_data import encode_pairs, load_pairs
-from mlflow_nlsr.pipeline.models import load_tokenizer
+from mlflow_nlsr.pipeline.loading import load_tokenizer
 
 ALPHA, P_SR, P_L, EPS, SEED = 0.9, 0.8, 0.5, 0.2, 42
 

@@ -57,7 +57,7 @@ def test_a_permissive_gate_passes_the_lightest_rung_confirmed_by_the_full_gate(t
 
     assert result.exit_code == 0, result.output
     report = json.loads((out / "nlsr_report.json").read_text())
-    section = report["calibration"]
+    section = report["calibration_search"]
     assert section["passed"] is True and section["chosen"] == 1 and len(section["attempts"]) == 1
     attempt = section["attempts"][0]
     assert attempt["rung"] == "sp0.6-modall-b0.6" and report["sparsity"] == 0.6 and report["beta"] == 0.6
@@ -89,7 +89,7 @@ def test_a_gate_nothing_passes_rejects_after_max_attempts_and_keeps_the_closest(
     )
 
     assert result.exit_code == 1, result.output
-    section = json.loads((out / "nlsr_report.json").read_text())["calibration"]
+    section = json.loads((out / "nlsr_report.json").read_text())["calibration_search"]
     assert section["passed"] is False and len(section["attempts"]) == 3
     assert section["stop_reason"] == "max attempts (2)"
     assert section["attempts"][2]["rung"] == "sp0.8-modall-b0.9", "the configured options, as the fallback"

@@ -44,7 +44,7 @@ def test_a_job_calibrates_by_default_and_records_every_attempt(
     assert outcome.state == "promoted"
     job_dir = tmp_path / "work" / "jobs" / model_name / version
     report = json.loads((job_dir / "realigned" / "nlsr_report.json").read_text())
-    section = report["calibration"]
+    section = report["calibration_search"]
     assert section["passed"] and section["chosen"] == 1 and len(section["attempts"]) == 1
     # the lightest rung keeps the defaults' module choice (all) and moves more entries, more gently
     assert section["chosen_options"] == {"sparsity": 0.6, "beta": 0.6}
@@ -100,6 +100,6 @@ def test_calibration_can_be_switched_off(server, models, references, model_name,
     report = json.loads(
         (tmp_path / "work" / "jobs" / model_name / version / "realigned" / "nlsr_report.json").read_text()
     )
-    assert "calibration" not in report and report["sparsity"] == 0.8
+    assert "calibration_search" not in report and "calibration" not in report and report["sparsity"] == 0.8
     tags = client.get_version(model_name, outcome.realigned_version).tags
     assert not any(k.startswith("nlsr.calibration.") for k in tags)

@@ -14,7 +14,7 @@ from sqlalchemy import inspect, text
 import mlflow_nlsr
 from mlflow_nlsr.store import JobStore, head_revision
 from mlflow_nlsr.store.engine import MIGRATIONS_DIR, _alembic_config, current_revision, make_engine
-from mlflow_nlsr.store.models import AUDIT_TABLE, JOBS_TABLE, VERSION_TABLE, Base
+from mlflow_nlsr.store.tables import AUDIT_TABLE, JOBS_TABLE, VERSION_TABLE, Base
 
 TABLES = {JOBS_TABLE, AUDIT_TABLE, VERSION_TABLE}
 

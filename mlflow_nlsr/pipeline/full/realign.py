@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,7 +38,7 @@ from mlflow_nlsr.io.hashing import sha256_dir
 from mlflow_nlsr.io.safetensors_io import SafetensorsReader
 from mlflow_nlsr.io.sharded_writer import Entry, SafetensorsWriter, ShardedWriter, parse_size
 from mlflow_nlsr.io.spill import ValueSpill
-from mlflow_nlsr.options import RealignOptions
+from mlflow_nlsr.options import METHODS, RealignOptions
 from mlflow_nlsr.pipeline.full.inputs import (
     CheckpointSource,
     Source,
@@ -48,9 +47,12 @@ from mlflow_nlsr.pipeline.full.inputs import (
     open_sources,
     validate_sources,
 )
-from mlflow_nlsr.pipeline.full.scoring import RANK_CAP, cosine_at, module_mask
-from mlflow_nlsr.pipeline.models import resolve_device
+from mlflow_nlsr.pipeline.full.report import build_full_report, draw_plot, weights_sha256, write_report_files
+from mlflow_nlsr.pipeline.full.scoring import RANK_CAP, cosine_at
+from mlflow_nlsr.pipeline.full.stats import FullRun, ModuleStats
+from mlflow_nlsr.pipeline.loading import resolve_device
 from mlflow_nlsr.pipeline.result import RealignResult
+from mlflow_nlsr.pipeline.scorers import FullScoring, ModuleContext, Scorer, scorer_for
 
 MASKS_NAME = "masks.safetensors"
 _WORK = ".nlsr-work"
@@ -59,36 +61,6 @@ T = TypeVar("T")
 AUX_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
              "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt", "tokenizer.model",
              "spiece.model", "chat_template.jinja", "chat_template.json")
-
-
-@dataclass(frozen=True)
-class ModuleStats:
-    """Pass-1 numbers of one realigned module (weight name `key`)."""
-
-    key: str
-    similarity: float
-    density: float
-    entries_changed: int
-    entries_total: int
-    change_sq: float
-    update_sq: float
-
-    @property
-    def name(self) -> str:
-        """Module name: the weight name without ``.weight``."""
-        return self.key.removesuffix(".weight")
-
-
-@dataclass(frozen=True)
-class FullRun:
-    """Everything the report needs about one full-weight realignment."""
-
-    modules: list[ModuleStats]
-    selection: ModuleSelection
-    files: list[str]
-    sources: dict[str, str]
-    calibration: dict[str, Any] | None = None
-    weight_hashes: dict[str, str] = field(default_factory=dict)
 
 
 def _progress(items: list[T], enabled: bool, desc: str) -> Iterable[T]:
@@ -100,8 +72,8 @@ def _progress(items: list[T], enabled: bool, desc: str) -> Iterable[T]:
 
 
 def module_pass(key: str, base: Source, aligned: Source, finetuned: Source, options: RealignOptions,
-                device: str, gram: torch.Tensor | None = None, rank_cap: int = RANK_CAP
-                ) -> tuple[ModuleStats, torch.Tensor, torch.Tensor]:
+                device: str, gram: torch.Tensor | None = None, rank_cap: int = RANK_CAP,
+                scorer: Scorer | None = None) -> tuple[ModuleStats, torch.Tensor, torch.Tensor]:
     """Pass 1 for one module: its stats, mask [d_out, d_in] and the new values of its masked entries.
 
     The float32 arithmetic is exactly ``core.extrapolate_delta`` and ``core.transplant_delta`` (same
@@ -113,7 +85,8 @@ def module_pass(key: str, base: Source, aligned: Source, finetuned: Source, opti
     delta_e.mul_(amplification(options.variant, options.beta))  # = core.extrapolate_delta(ΔW_a)
     w_t = finetuned.get(key).to(device)
     delta_t = w_t.to(torch.float32, copy=True).sub_(w_0)
-    mask = module_mask(key, delta_e, options, gram=gram, rank_cap=rank_cap)
+    scorer = scorer or scorer_for(options)
+    mask = scorer.full_mask(key, delta_e, ModuleContext(options, gram, rank_cap))
     index = mask.reshape(-1).nonzero().squeeze(1)  # masked entries in row-major order, found once
     similarity = cosine_at(delta_t, delta_e, index)
     update_sq = float(torch.linalg.vector_norm(delta_t, dtype=torch.float64)) ** 2
@@ -148,8 +121,8 @@ def _gram_reader(grams: tuple[Path, dict[str, str]] | None) -> SafetensorsReader
 
 
 def _pass1(sources: tuple[Source, Source, Source], linear: list[str], options: RealignOptions, work: Path,
-           masks_path: Path, device: str, progress: bool, grams: tuple[Path, dict[str, str]] | None
-           ) -> tuple[list[ModuleStats], ValueSpill]:
+           masks_path: Path, device: str, progress: bool, grams: tuple[Path, dict[str, str]] | None,
+           scorer: Scorer) -> tuple[list[ModuleStats], ValueSpill]:
     base, aligned, finetuned = sources
     entries = [Entry(k, "BOOL", finetuned.infos[k].shape) for k in linear]
     masks = SafetensorsWriter(masks_path, entries, {"nlsr": "True = safety-critical (transplanted)"})
@@ -161,7 +134,8 @@ def _pass1(sources: tuple[Source, Source, Source], linear: list[str], options: R
             gram = None
             if reader is not None and grams is not None:
                 gram = reader.get(grams[1].get(key, key))
-            module, mask, values = module_pass(key, base, aligned, finetuned, options, device, gram)
+            module, mask, values = module_pass(key, base, aligned, finetuned, options, device, gram,
+                                               scorer=scorer)
             masks.write(key, mask)
             spill.write(key, values)
             stats.append(module)
@@ -218,14 +192,11 @@ def run_full(sources: tuple[Source, Source, Source], work_dir: Path, options: Re
     linear = [k for k in wt.ordered_keys() if is_linear_weight(k, wt.infos[k].shape)]
     work = work_dir / _WORK
     work.mkdir()
-    gram_file, calibration = None, None
-    if options.scorer == "actsvd":
-        from mlflow_nlsr.pipeline.full.activations import capture_grams
-
-        path, alias, calibration = capture_grams(w0.path, _aux_source(wt, w0), w0, wa, set(linear), options,
-                                                 work, device)
-        gram_file = (path, alias)
-    stats, spill = _pass1(sources, linear, options, work, work_dir / MASKS_NAME, device, progress, gram_file)
+    scorer = scorer_for(options)
+    evidence = scorer.full_evidence(
+        FullScoring(w0, wa, wt, set(linear), options, _aux_source(wt, w0), work, device))
+    stats, spill = _pass1(sources, linear, options, work, work_dir / MASKS_NAME, device, progress,
+                          evidence.grams, scorer)
     try:
         ordered, selection = _selection(stats, options)
         if on_selected is not None:
@@ -237,12 +208,7 @@ def run_full(sources: tuple[Source, Source, Source], work_dir: Path, options: Re
     shutil.rmtree(work, ignore_errors=True)
     files = [*hashes, *copy_aux_files(_aux_source(wt, w0), work_dir, extra=w0.path), MASKS_NAME]
     kinds = {"base": w0.kind, "aligned": wa.kind, "finetuned": wt.kind}
-    return FullRun(ordered, selection, files, kinds, calibration, hashes)
-
-
-def iter_patched(run: FullRun) -> Iterator[tuple[ModuleStats, bool]]:
-    """(module stats, patched) in module order."""
-    yield from zip(run.modules, run.selection.patched.tolist(), strict=True)
+    return FullRun(ordered, selection, files, kinds, evidence.data, hashes)
 
 
 def realign_full(base: str | Path, aligned: str | Path, finetuned: str | Path, output: str | Path,
@@ -253,17 +219,11 @@ def realign_full(base: str | Path, aligned: str | Path, finetuned: str | Path, o
     Every input check runs before anything is written; the output is built in a temp dir renamed into
     place at the end (nothing is left on failure). Returns the output path and the report.
     """
-    from mlflow_nlsr.pipeline.full.report import (
-        build_full_report,
-        draw_plot,
-        weights_sha256,
-        write_report_files,
-    )
-
     start = time.perf_counter()
-    if options.method != "nlsr":
-        raise ConfigError(f"full-weight mode implements --method nlsr only; got {options.method!r} "
-                          "(SafeLoRA needs LoRA adapters: use --mode lora)")
+    if not METHODS.get(options.method).full_weight:
+        full = ", ".join(n for n in METHODS.names() if METHODS.get(n).full_weight)
+        raise ConfigError(f"full-weight mode implements --method {full} only; got {options.method!r} "
+                          "(the others need LoRA adapters: use --mode lora)")
     output = Path(output)
     check_output_free(output, overwrite)
     shard_size = parse_size(max_shard_size)
@@ -287,9 +247,9 @@ def realign_full(base: str | Path, aligned: str | Path, finetuned: str | Path, o
             for job in plotting:
                 job.result()
             extra: dict[str, Any] = {"max_shard_size": shard_size, "rank_cap": RANK_CAP, "device": device}
-            if run.calibration is not None:
-                extra["calibration"] = run.calibration
-                inputs["calibration"] = run.calibration["sha256"]
+            if run.actsvd_data is not None:
+                extra["actsvd_data"] = run.actsvd_data
+                inputs["calibration"] = run.actsvd_data["sha256"]
             report = build_full_report(options, run, inputs=inputs, extra=extra)
             report["output_sha256"] = weights_sha256(run.weight_hashes)
             report["seconds"] = round(time.perf_counter() - start, 3)

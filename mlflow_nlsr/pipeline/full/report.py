@@ -8,8 +8,8 @@ from typing import Any
 
 from mlflow_nlsr.core import amplification, combine_strength, kept_rank
 from mlflow_nlsr.core.selection import ModuleSelection
-from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.pipeline.full.realign import FullRun, ModuleStats, iter_patched
+from mlflow_nlsr.options import SCORERS, RealignOptions
+from mlflow_nlsr.pipeline.full.stats import FullRun, ModuleStats, iter_patched
 from mlflow_nlsr.pipeline.plot import similarity_plot
 from mlflow_nlsr.pipeline.report import (
     PLOT_NAME,
@@ -46,7 +46,7 @@ def decisions(options: RealignOptions, rank_cap: int) -> dict[str, str]:
         "D5": f"{options.correction}: dense W_0 + M*dW_e + (1-M)*dW_t = where(M, W_0 + dW_e, W_t); "
         "code and paper corrections coincide without LoRA factors (no cross terms)",
     }
-    if options.scorer in ("actsvd", "weight-lowrank"):
+    if SCORERS.get(options.scorer).uses_kept_rank:
         k = kept_rank(rank_cap, options.sparsity, options.variant)
         d["D2"] = (
             f"{options.variant}: kept rank of kept_rank(min(d_out, d_in, {rank_cap})), "

@@ -1,13 +1,9 @@
-"""Safety-critical neuron masks of one dense module in full-weight mode (spec §1.4 on ΔW_e, not factors).
+"""Tensor tools for full-weight masks of one dense module (spec §1.4 on ΔW_e, not on factors).
 
-Scores are computed on the reference update ΔW_e = extrapolate_delta(W_a − W_0):
-
-* ``magnitude``: |ΔW_e|;
-* ``weight-lowrank``: the rank-k reconstruction of ΔW_e from ``torch.svd_lowrank`` (randomised, seeded
-  per module under ``torch.random.fork_rng``, so a 14336×4096 matrix costs seconds);
-* ``actsvd``: ΔW_e projected onto the top-k subspace of its output activations on calibration data
-  (``core.actsvd_project`` with the input Gram matrix captured from the reference model);
-* ``random``: a uniformly random mask with the same budget (control, spec §5 Table 5).
+The scorers (pipeline/scorers/, one class each) score the reference update ΔW_e =
+extrapolate_delta(W_a − W_0); this module holds what they share: the kept rank of a dense update,
+the seeded randomised SVD (``torch.svd_lowrank`` under ``torch.random.fork_rng``, so a 14336×4096
+matrix costs seconds), per-module seeds, the exact top-k mask by selection, and the masked cosine.
 
 A dense update has no LoRA rank r, so the kept rank k treats ΔW as a rank-``min(d_out, d_in, rank_cap)``
 update (``rank_cap`` 128 = the paper's LoRA rank): ``core.kept_rank`` of that dimension.
@@ -22,8 +18,8 @@ import math
 
 import torch
 
-from mlflow_nlsr.core import actsvd_project, kept_rank, random_mask_like, row_mask, top_mask
-from mlflow_nlsr.errors import CalibrationError, ConfigError
+from mlflow_nlsr.core import kept_rank, row_mask, top_mask
+from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.options import RealignOptions
 
 #: the dense update is treated as a LoRA of at most this rank when choosing the kept rank
@@ -98,48 +94,16 @@ def lowrank_scores(delta: torch.Tensor, keep_rank: int, seed: int, niter: int = 
     return (u[:, :keep_rank] * s[:keep_rank]) @ v[:, :keep_rank].T
 
 
-def _random_mask(shape: tuple[int, ...], options: RealignOptions, seed: int, device: torch.device
-                 ) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    d_out, d_in = shape
-    if options.neuron == "row":
-        budget = torch.zeros(d_out, dtype=torch.bool)
-        budget[: d_out - int(d_out * options.sparsity)] = True
-        rows = random_mask_like(budget, gen)
-        return rows.unsqueeze(1).expand(d_out, d_in).clone().to(device)
-    budget = torch.zeros(d_out * d_in, dtype=torch.bool)
-    budget[: d_out * d_in - int(d_out * d_in * options.sparsity)] = True
-    return random_mask_like(budget, gen).reshape(d_out, d_in).to(device)
+def mask_from_scores(scores: torch.Tensor, options: RealignOptions) -> torch.Tensor:
+    """Bool mask [d_out, d_in] of the top (1 − sparsity) scores.
 
-
-def module_scores(key: str, delta_e: torch.Tensor, options: RealignOptions, *,
-                  gram: torch.Tensor | None = None, rank_cap: int = RANK_CAP) -> torch.Tensor:
-    """Per-entry scores of one module's reference update ΔW_e [d_out, d_in] for the chosen scorer."""
-    if options.scorer == "magnitude":
-        return delta_e
-    k = kept_rank_for(tuple(delta_e.shape), options, rank_cap)
-    if options.scorer == "weight-lowrank":
-        return lowrank_scores(delta_e, k, module_seed(options.seed, key))
-    if options.scorer == "actsvd":
-        if gram is None:
-            raise CalibrationError(f"actsvd needs the calibration Gram matrix of {key}; none was captured")
-        return actsvd_project(delta_e.float(), gram, k)
-    raise ConfigError(f"scorer {options.scorer!r} has no scores (random masks use module_mask)")
-
-
-def module_mask(key: str, delta_e: torch.Tensor, options: RealignOptions, *,
-                gram: torch.Tensor | None = None, rank_cap: int = RANK_CAP) -> torch.Tensor:
-    """Bool mask [d_out, d_in] of the safety-critical entries (or rows) of one module, True = transplant."""
-    shape = tuple(delta_e.shape)
-    if options.scorer == "random":
-        return _random_mask(shape, options, module_seed(options.seed, key), delta_e.device)
-    scores = module_scores(key, delta_e, options, gram=gram, rank_cap=rank_cap)
+    Whole rows for ``neuron="row"``, else entries per row (paper variant) or per matrix (official, D3).
+    """
     if options.neuron == "row":
         return row_mask(scores, options.sparsity)
     if options.variant == "paper":
         return top_mask(scores, options.sparsity, per="row")
     return matrix_top_mask(scores, options.sparsity)
-
 
 
 def masked_cosine(delta_t: torch.Tensor, delta_e: torch.Tensor, mask: torch.Tensor) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from mlflow_nlsr.store.models import VERSION_TABLE, Base
+from mlflow_nlsr.store.tables import VERSION_TABLE, Base
 
 config = context.config
 

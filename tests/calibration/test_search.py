@@ -385,13 +385,13 @@ def test_invalid_budgets_are_config_errors(kwargs):
 
 
 def test_install_moves_the_chosen_model_keeps_actsvd_provenance_and_drops_the_other_models(tmp_path):
-    from mlflow_nlsr.service.calibration_job import install
+    from mlflow_nlsr.calibration.run import install
 
     world = World(tmp_path, safe_from(PAPER))
     plain_realign = world.realign
 
     def realign_with_actsvd_info(options, out):
-        report = {**plain_realign(options, out), "calibration": {"sha256": "abc", "samples": 128}}
+        report = {**plain_realign(options, out), "actsvd_data": {"sha256": "abc", "samples": 128}}
         (out / "nlsr_report.json").write_text(json.dumps(report))
         return report
 
@@ -403,8 +403,8 @@ def test_install_moves_the_chosen_model_keeps_actsvd_provenance_and_drops_the_ot
 
     saved = json.loads((out / "nlsr_report.json").read_text())
     assert saved == report
-    assert saved["calibration"]["sha256"] == "abc" and saved["calibration"]["samples"] == 128
-    assert saved["calibration"]["chosen"] == 3 and len(saved["calibration"]["attempts"]) == 3
+    assert saved["actsvd_data"] == {"sha256": "abc", "samples": 128}
+    assert saved["calibration_search"]["chosen"] == 3 and len(saved["calibration_search"]["attempts"]) == 3
     assert saved["options"]["sparsity"] == 0.8
     assert not any(a.output.exists() for a in result.attempts), "the chosen one moved, the others deleted"
 

@@ -18,9 +18,9 @@ from mlflow_nlsr.calibration.screen import (
     screen_tolerance,
     within_sampling_error,
 )
+from mlflow_nlsr.calibration.steps import gate_setup
 from mlflow_nlsr.gates.metrics import metric_samples
 from mlflow_nlsr.gates.policy import parse_gate_config
-from mlflow_nlsr.service.calibration_job import gate_setup
 
 
 def test_a_rate_on_24_of_50_items_may_miss_by_one_standard_error_of_the_unseen_26():
