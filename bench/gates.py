@@ -6,6 +6,7 @@ the chat template and greedy decoding; prompts/s = prompts / wall seconds of the
 utility suite (generation + loglikelihood) is timed once at the largest batch size.
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python bench/gates.py --limit 16 --batch-sizes 1,8
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python bench/gates.py --limit 16 --batch-sizes 16,auto --skip-utility
 
 Prints one JSON document. Keep OMP_NUM_THREADS=1 on small shared CPUs (see docs/gates.md).
 """
@@ -64,7 +65,7 @@ def time_suite(model, tok, suite: str, limit: int, batch_size: int, max_gen_toks
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=16, help="prompts per run (first N harmful prompts)")
-    parser.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes")
+    parser.add_argument("--batch-sizes", default="1,8", help="comma-separated batch sizes (or auto)")
     parser.add_argument("--max-gen-toks", type=int, default=64)
     parser.add_argument("--skip-utility", action="store_true", help="skip the utility-suite timing")
     args = parser.parse_args()
@@ -73,13 +74,16 @@ def main() -> None:
 
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(1)
-    batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    sizes = [b.strip() for b in args.batch_sizes.split(",") if b.strip()]
+    batch_sizes: list[int | str] = [b if b == "auto" else int(b) for b in sizes]
     started = time.perf_counter()
     model, tok = load_model(smollm2_dir())
     load_s = time.perf_counter() - started
     runs = [time_suite(model, tok, "safety", args.limit, b, args.max_gen_toks) for b in batch_sizes]
     if not args.skip_utility:
-        runs.append(time_suite(model, tok, "utility", args.limit, max(batch_sizes), args.max_gen_toks))
+        numbers = [b for b in batch_sizes if isinstance(b, int)]
+        runs.append(time_suite(model, tok, "utility", args.limit, max(numbers) if numbers else "auto",
+                               args.max_gen_toks))
     print(json.dumps({
         "model": GGUF_FILE,
         "device": "cpu",

@@ -86,3 +86,19 @@ class OutputExistsError(NLSRError, FileExistsError):
     """The output directory exists and overwriting was not requested."""
 
     exit_code = 8
+
+
+class GovernanceError(NLSRError, RuntimeError):
+    """A governance action (approve, reject, rollback, requeue, cancel) cannot be taken as asked."""
+
+    exit_code = 9
+
+
+class NotAwaitingApproval(GovernanceError):
+    """Approve/reject named a version whose job is not awaiting approval."""
+
+
+class VerificationFailed(GovernanceError):
+    """``mlflow nlsr verify`` found a hash or byte mismatch."""
+
+    exit_code = 10

@@ -1,4 +1,4 @@
-"""Pure lineage helpers: the tags and the model card a realigned version carries.
+"""Pure lineage helpers: the tags a realigned version carries (its model card: service/model_card.py).
 
 No MLflow and no I/O here: ``service`` feeds in the realignment report, gate metrics and verdict,
 and registers what comes out. Tag keys are documented in docs/registry.md.
@@ -60,6 +60,9 @@ def realigned_tags(
         "nlsr.output_sha256": str(report.get("output_sha256")),
         "nlsr.verdict": "passed" if verdict.get("passed") else "failed",
     }
+    costs = report.get("costs")
+    if isinstance(costs, Mapping):  # what the job ran on (service/costs.py)
+        tags["nlsr.device"], tags["nlsr.dtype"] = str(costs.get("device")), str(costs.get("dtype"))
     search = calibration_search(report)
     if search is not None:
         tags["nlsr.calibration.attempts"] = str(len(search["attempts"]))
@@ -70,55 +73,33 @@ def realigned_tags(
     return tags
 
 
+def slug(name: str) -> str:
+    """A registered-model name made safe for file and run names."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def gate_run_name(model_name: str, version: str | int) -> str:
+    """The name of the MLflow run a job logs its gate metrics and metrics.json under."""
+    return f"nlsr-gates-{slug(model_name)}-v{version}"
+
+
+def review_path(model_name: str, version: str | int) -> str:
+    """The server path of the NLSR review page of a source version (``mlflow server --app-name nlsr``)."""
+    from urllib.parse import quote
+
+    return f"/nlsr/models/{quote(model_name, safe='')}/versions/{quote(str(version), safe='')}"
+
+
+def review_link(model_name: str, version: str | int) -> str:
+    """The model card's line linking MLflow's version page to the NLSR review page of its source."""
+    return (
+        f"[Review this repair in NLSR: verdict, gate rules, metrics, audit trail]"
+        f"({review_path(model_name, version)})"
+    )
+
+
 def reasons_text(verdict: Mapping[str, Any]) -> str:
     """One line per gate rule, failing ones first, capped to fit a tag."""
     reasons = sorted(verdict.get("reasons", []), key=lambda r: bool(r.get("passed")))
     text = "\n".join(str(r.get("message")) for r in reasons)
     return text[:MAX_TAG]
-
-
-def model_card(
-    *,
-    source_uri: str,
-    base_uri: str,
-    aligned_uri: str,
-    report: Mapping[str, Any],
-    verdict: Mapping[str, Any],
-    metrics: Mapping[str, Mapping[str, float]],
-) -> str:
-    """A markdown description that reads as a model card: what changed and the before/after numbers."""
-    modules = report.get("modules", [])
-    patched = [m["name"] for m in modules if m.get("patched")]
-    strength = report.get("strength") or {}
-    lines = [
-        f"NLSR-realigned from {source_uri} (no training).",
-        "",
-        f"* references: base {base_uri}, aligned {aligned_uri}",
-        f"* method {report.get('method')}, variant {report.get('variant')}, scorer {report.get('scorer')}, "
-        f"selection {report.get('selection')}, sparsity {report.get('sparsity')}, beta {report.get('beta')}, "
-        f"seed {report.get('seed')}",
-        f"* patched {len(patched)} of {len(modules)} modules"
-        + (
-            f"; {strength.get('entries_changed')} entries changed, relative change "
-            f"{strength.get('relative_change', 0):.3f}"
-            if strength
-            else ""
-        ),
-        f"* gate verdict: **{'PASSED' if verdict.get('passed') else 'FAILED'}**",
-        "",
-    ]
-    roles = [r for r in ("aligned", "finetuned", "realigned") if r in metrics]
-    names = sorted(
-        {k for r in roles for k in metrics[r] if "_" not in k or k.endswith("_acc")}
-        | {k for r in roles for k in metrics[r] if k in ("asr", "refusal_rate", "utility")}
-    )
-    if roles and names:
-        lines.append("| metric | " + " | ".join(roles) + " |")
-        lines.append("|---|" + "---|" * len(roles))
-        for name in names:
-            cells = [_fmt(metrics[r][name]) if name in metrics[r] else "-" for r in roles]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
-    lines.append("Gate rules:")
-    lines.extend(f"* {r.get('message')}" for r in verdict.get("reasons", []))
-    return "\n".join(lines)

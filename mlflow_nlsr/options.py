@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.extensions import ExtensionPoint
+from mlflow_nlsr.placement import DEVICE_HELP, DTYPE_HELP, check_device, check_dtype  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:
     from mlflow_nlsr.pipeline.methods.base import Method
@@ -41,7 +42,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "selection": ("official", "paper", "threshold", "fraction", "all"),
     "mode": ("auto", "lora", "full"),
     "neuron": ("entry", "row"),
-    "device": ("cpu", "cuda", "auto"),
 }
 #: option name -> extension point whose names are its choices
 EXTENSION_OPTIONS: dict[str, ExtensionPoint[Any]] = {"scorer": SCORERS, "method": METHODS}
@@ -104,7 +104,9 @@ class RealignOptions:
     max_length: int = 256
     neuron: Neuron = "entry"
     correction: Literal["code", "paper"] = "code"
-    device: str = "cpu"
+    #: where realignment, ActSVD and gates run (DEVICE_HELP) and in which precision (DTYPE_HELP)
+    device: str = "auto"
+    dtype: str = "auto"
     force: bool = False
     extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
@@ -113,6 +115,8 @@ class RealignOptions:
             value = getattr(self, name)
             if value not in allowed:
                 raise ConfigError(f"{name} must be one of {', '.join(allowed)}; got {value!r}")
+        check_device(self.device)
+        check_dtype(self.dtype)
         for name, point in EXTENSION_OPTIONS.items():
             point.check(getattr(self, name))
         for name in ("sparsity", "layer_rate", "epsilon"):

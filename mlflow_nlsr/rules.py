@@ -6,6 +6,8 @@ Example::
       alias: safe
       gate_config: null          # null = the shipped default gates (mlflow_nlsr/gates/default_gates.yaml)
       gate_limit: null           # items per task (null = all)
+      device: auto               # auto | cpu | cuda | cuda:N: realign, ActSVD and gates of the job
+      dtype: auto                # auto | bfloat16 | float16 | float32
       realign: {scorer: actsvd}
     models:
       - match: "support-bot-*"   # registered-model name or glob
@@ -13,8 +15,14 @@ Example::
         aligned_uri: models:/smollm2-aligned@safe
         target_name: null        # register realigned versions under another name (default: same name)
         alias: safe
+        promotion: manual        # auto (default) | manual: a person approves (`mlflow nlsr approve`)
+        candidate_alias: null    # manual: alias of the version awaiting approval (default <alias>-candidate)
         realign: {selection: all}
         executor: {name: ray, num_gpus: 1}   # run realign + gates on Ray (plugins/mlflow-nlsr-ray)
+    notify:                      # outgoing JSON webhooks (service/notify.py)
+      - url: https://hooks.example/nlsr
+        secret_env: NLSR_NOTIFY_SECRET   # HMAC key read from this env var, never from the file
+        events: [awaiting-approval, promoted, rejected, failed]
 
 Version tags override the file so a version can describe itself: ``nlsr.base_uri``,
 ``nlsr.aligned_uri`` and ``nlsr.config`` (the name of a rule to use). Pure: no MLflow, no I/O
@@ -31,6 +39,8 @@ from typing import Any
 from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.options import RealignOptions
 
+PROMOTION_MODES = ("auto", "manual")
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -44,15 +54,60 @@ class Rule:
     gate_config: str | None = None
     gate_limit: int | None = None
     promote: bool = True
+    promotion: str = "auto"
+    candidate_alias: str | None = None
     realign: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
+    #: one device and dtype for the whole job (realign, ActSVD, gates); the realign block may not differ
+    device: str | None = None
+    dtype: str | None = None
+
     #: where the job's work runs: ``{name: ray, address: auto, num_gpus: 1, …}`` (default: local)
     executor: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.promotion not in PROMOTION_MODES:
+            raise ConfigError(
+                f"rule {self.match!r}: promotion must be one of {list(PROMOTION_MODES)}, "
+                f"got {self.promotion!r}"
+            )
+
+    @property
+    def candidate(self) -> str:
+        """The alias a version awaiting approval carries (``<alias>-candidate`` unless configured)."""
+        return self.candidate_alias or f"{self.alias}-candidate"
 
     def options(self, **overrides: Any) -> RealignOptions:
         """The realignment options of this rule with `overrides` (None values ignored) applied."""
         given = {k: v for k, v in overrides.items() if v is not None}
-        return RealignOptions.from_mapping({**self.realign, **given})
+        placement = {k: v for k, v in (("device", self.device), ("dtype", self.dtype)) if v is not None}
+        return RealignOptions.from_mapping({**placement, **self.realign, **given})
+
+
+NOTIFY_EVENTS = ("awaiting-approval", "promoted", "rejected", "failed")
+
+
+@dataclass(frozen=True)
+class NotifyTarget:
+    """One outgoing webhook: where, which job events, and the env var holding its HMAC secret."""
+
+    url: str
+    events: tuple[str, ...] = NOTIFY_EVENTS
+    secret_env: str | None = None
+
+    @classmethod
+    def from_mapping(cls, raw: Any, where: str) -> NotifyTarget:
+        """Validate one ``notify:`` entry."""
+        if not isinstance(raw, dict) or not str(raw.get("url", "")).startswith(("http://", "https://")):
+            raise ConfigError(f"{where}: expected a mapping with an http(s) 'url', got {raw!r}")
+        unknown = set(raw) - {"url", "events", "secret_env"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: events, secret_env, url")
+        events = tuple(raw.get("events") or NOTIFY_EVENTS)
+        bad = set(events) - set(NOTIFY_EVENTS)
+        if bad:
+            raise ConfigError(f"{where}: unknown event(s) {sorted(bad)}; known: {list(NOTIFY_EVENTS)}")
+        return cls(str(raw["url"]), events, raw.get("secret_env"))
 
 
 @dataclass(frozen=True)
@@ -70,6 +125,7 @@ class Rules:
 
     rules: tuple[Rule, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)
+    notify: tuple[NotifyTarget, ...] = ()
 
     @classmethod
     def load(cls, path: str | Path | None) -> Rules:
@@ -89,11 +145,15 @@ class Rules:
         """Validate a parsed ``nlsr.yaml`` mapping."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a mapping with 'models:', got {type(data).__name__}")
-        unknown = set(data) - {"defaults", "models"}
+        unknown = set(data) - {"defaults", "models", "notify"}
         if unknown:
             raise ConfigError(
-                f"{source}: unknown top-level key(s) {sorted(unknown)}; expected defaults, models"
+                f"{source}: unknown top-level key(s) {sorted(unknown)}; expected defaults, models, notify"
             )
+        notify = tuple(
+            NotifyTarget.from_mapping(raw, f"{source}: notify[{i}]")
+            for i, raw in enumerate(data.get("notify") or [])
+        )
         defaults = data.get("defaults") or {}
         rules = []
         for i, raw in enumerate(data.get("models") or []):
@@ -109,7 +169,7 @@ class Rules:
             rule = Rule(**merged)
             rule.options()  # validate the realign block now, not at job time
             rules.append(rule)
-        return cls(tuple(rules), defaults)
+        return cls(tuple(rules), defaults, notify)
 
     def find(self, model_name: str, config_name: str | None = None) -> Rule | None:
         """The first rule whose glob matches `model_name` (or whose ``name`` equals `config_name`)."""

@@ -48,6 +48,8 @@ FILES: dict[str, tuple[Path, set[str], int]] = {
     "calibration_prompts.jsonl": (DATA_DIR, {"prompt"}, 160),
     "align_harmful.jsonl": (DATA_DIR, {"prompt", "response", "category"}, 120),
     "align_benign.jsonl": (DATA_DIR, {"prompt", "response"}, 150),
+    "align_edgy.jsonl": (DATA_DIR, {"prompt", "response", "category"}, 80),
+    "align_instructions.jsonl": (DATA_DIR, {"prompt", "response", "category"}, 40),
     "attack_harmful_prompts.jsonl": (DATA_DIR, {"prompt", "category"}, 100),
     "sentiment_train.jsonl": (DATA_DIR, {"sentence", "label"}, 240),
 }
@@ -192,10 +194,11 @@ def test_safe_responses_are_short_refusals_the_keyword_judge_recognises(name: st
     assert len(set(responses)) >= len(responses) // 4, "refusal wording should vary"
 
 
-def test_benign_answers_are_short_and_never_look_like_refusals() -> None:
-    for row in rows("align_benign.jsonl"):
+@pytest.mark.parametrize("name", ["align_benign.jsonl", "align_edgy.jsonl"])
+def test_benign_answers_are_short_and_never_look_like_refusals(name: str) -> None:
+    for row in rows(name):
         assert not any(marker in row["response"] for marker in REFUSAL_MARKERS), row
-        assert sentences(row["response"]) <= 3, row
+        assert sentences(row["response"]) <= (4 if row.get("category") == "fiction" else 3), row
 
 
 def test_benign_alignment_set_teaches_enough_how_to_questions() -> None:
@@ -225,3 +228,69 @@ def test_data_path_finds_shipped_files_with_or_without_suffix() -> None:
 def test_data_path_rejects_names_that_are_not_shipped(name: str) -> None:
     with pytest.raises(InputError, match="no shipped dataset"):
         data_path(name)
+
+
+# The alignment's help data (benign, edgy-benign, instructions) against every gate suite that is shipped,
+# whatever it is: a suite added later (helpfulness.jsonl …) is covered without editing this test.
+HELP_FILES = ("align_benign.jsonl", "align_edgy.jsonl", "align_instructions.jsonl")
+SUITE_TEXT_KEYS = ("prompt", "sentence", "question")
+
+
+def suite_texts() -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for path in sorted(SUITES.glob("*.jsonl")):
+        loaded = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        out[path.name] = [row[k] for row in loaded for k in SUITE_TEXT_KEYS if isinstance(row.get(k), str)]
+    return out
+
+
+def content_words(text: str) -> set[str]:
+    frame = {"how", "do", "i", "what", "what's", "is", "the", "a", "an", "to", "my", "of", "in", "on", "for",
+             "with", "best", "way", "can", "why", "be", "and", "should", "it", "at", "write", "about", "are",
+             "was", "did", "does", "who", "where", "when", "this", "from", "answer", "one", "word", "or"}
+    return set(re.findall(r"[a-z0-9']+", text.lower())) - frame
+
+
+@pytest.mark.parametrize("name", HELP_FILES)
+def test_alignment_help_data_shares_no_text_with_any_gate_suite(name: str) -> None:
+    ours = {normalise(t) for t in text_of(name)}
+    # the item inside an instruction ("Sentence: …", "Message: …") must not be a suite item either
+    ours |= {normalise(t.rsplit(": ", 1)[-1]) for t in text_of(name) if "\n\n" in t}
+    for suite, texts in suite_texts().items():
+        assert not ours & {normalise(t) for t in texts}, suite
+
+
+@pytest.mark.parametrize("name", ["align_edgy.jsonl", "align_instructions.jsonl"])
+def test_new_alignment_prompts_are_not_rewordings_of_gate_prompts(name: str) -> None:
+    # Content words left after dropping question frames overlap at most 0.5 (Jaccard) with any suite item.
+    worst, pair = 0.0, ("", "")
+    for ours in text_of(name):
+        for texts in suite_texts().values():
+            for theirs in texts:
+                a, b = content_words(ours), content_words(theirs)
+                if a | b and len(a & b) / len(a | b) > worst:
+                    worst, pair = len(a & b) / len(a | b), (ours, theirs)
+    assert worst <= 0.5, pair
+
+
+def test_edgy_benign_set_mirrors_every_overrefusal_category_with_distinct_prompts() -> None:
+    ours = collections.Counter(row["category"] for row in rows("align_edgy.jsonl"))
+    theirs = {row["category"] for row in rows("overrefusal.jsonl")}
+    assert set(ours) == theirs
+    assert min(ours.values()) >= 8
+
+
+def test_instruction_answers_are_one_of_the_words_the_instruction_offers() -> None:
+    loaded = rows("align_instructions.jsonl")
+    for row in loaded:
+        offered = re.search(r"Answer with one word: ([^.]+)\.", row["prompt"])
+        assert offered, row
+        choices = [w.strip() for w in re.split(r",|\bor\b", offered.group(1)) if w.strip()]
+        assert row["response"] in choices, row
+    per_task = collections.Counter(row["category"] for row in loaded)
+    assert len(per_task) >= 5 and min(per_task.values()) >= 8
+    prompts = " ".join(row["prompt"].lower() for row in loaded)
+    assert "sentiment" not in prompts, "the user's downstream task stays unseen"
+    for task in per_task:
+        labels = collections.Counter(row["response"] for row in loaded if row["category"] == task)
+        assert max(labels.values()) - min(labels.values()) <= 1 or len(labels) > 2, (task, labels)

@@ -22,7 +22,14 @@ from typing import Any
 from mlflow_nlsr.calibration.attempts import Attempt, Budget, CalibrationResult
 from mlflow_nlsr.calibration.ladder import Rung, build_ladder
 from mlflow_nlsr.calibration.search import search
-from mlflow_nlsr.calibration.steps import QUICK_LIMIT, GateSetup, gate_setup, gate_step, realign_step
+from mlflow_nlsr.calibration.steps import (
+    QUICK_LIMIT,
+    GateSetup,
+    gate_setup,
+    gate_step,
+    realign_step,
+    references_of,
+)
 from mlflow_nlsr.errors import OutputExistsError
 from mlflow_nlsr.gates.policy import GateConfig
 from mlflow_nlsr.io import check_output_free
@@ -43,7 +50,7 @@ class CalibrationSettings:
     gate_limit: int | None = None
     #: items per task of the quick gate (capped by the full gate's)
     quick_limit: int | None = QUICK_LIMIT
-    batch_size: int = 8
+    batch_size: int | str = 8
     budget: Budget = field(default_factory=Budget)
 
     def gate_setup(self) -> GateSetup:
@@ -156,7 +163,7 @@ def calibrate_realign(
         ladder if ladder is not None else build_ladder(options),
         realign_fn=realign_step(models.base, models.aligned, models.finetuned, progress=progress),
         gate_fn=gate_step(models.base, setup, work),
-        references=models.references,
+        references=references_of(setup.config, models.base, models.aligned, models.finetuned),
         on_attempt=on_attempt,
         **_search_settings(setup, settings.budget, work),
     )
@@ -191,7 +198,8 @@ def calibrate_job(
     key = {"options": options.sha256(), "gate": setup.describe(), "budget": settings.budget.to_dict(),
            "ladder": [r.name for r in rungs]}  # fmt: skip
     prepare_work_dir(work, key, fresh=False)
-    roles = {Path(p).resolve(): role for role, p in models.references.items()}
+    refs = references_of(setup.config, models.base, models.aligned, models.finetuned)
+    roles = {Path(p).resolve(): role for role, p in refs.items()}
 
     def reference_gate(path: Path, limit: int | None) -> Mapping[str, float]:
         return hooks.reference_gate(roles.get(path, "reference"), path, limit)
@@ -206,7 +214,7 @@ def calibrate_job(
         rungs,
         realign_fn=hooks.realign,
         gate_fn=gate_step(models.base, setup, work, reference_gate),
-        references=models.references,
+        references=references_of(setup.config, models.base, models.aligned, models.finetuned),
         on_attempt=audit,
         **_search_settings(setup, settings.budget, work),
     )

@@ -70,8 +70,14 @@ def quick_gate_sizes(
 ) -> dict[str, tuple[int, int]]:
     """:func:`full_sizes` of a quick gate's metrics.json; {} when it is missing or has no counts.
 
-    A gate run from before the counts were recorded gets no tolerance: its quick verdict is final.
+    A gate run from before the counts were recorded gets no tolerance: its quick verdict is final. Where
+    the file lists its rates (``intervals``), only rates get sizes: the tolerance is a binomial one, so a
+    mean of other values (``helpfulness_nll``) keeps its quick value (the default config scores every
+    helpfulness item in the quick gate, so that value is the full one).
     """
     path = Path(metrics_file)
-    samples = json.loads(path.read_text()).get("metric_samples") if path.is_file() else None
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    samples = summary.get("metric_samples")
+    if samples and isinstance(summary.get("intervals"), Mapping):
+        samples = {m: n for m, n in samples.items() if m in summary["intervals"]}
     return full_sizes(samples, limit, task_limits) if samples else {}

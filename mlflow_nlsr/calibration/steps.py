@@ -34,18 +34,17 @@ class GateSetup:
     config: GateConfig
     quick_limit: int | None
     full_limit: int | None
-    batch_size: int = 8
+    batch_size: int | str = 8
 
     @property
     def confirm(self) -> bool:
         """A quick pass needs a full-gate confirmation unless both gates are the same run."""
         return self.quick_limit != self.full_limit
 
-    def kwargs(self, quick: bool) -> dict[str, Any]:
+    def kwargs(self, quick: bool, suites: tuple[str, ...] | None = None) -> dict[str, Any]:
         """``run_gates`` keyword arguments of one gate kind (the same keys the job's gate step uses)."""
-        kwargs = self.config.run_kwargs()
-        kwargs["limit"] = self.quick_limit if quick else self.full_limit  # None: every item
-        return kwargs
+        # `suites` narrows the run (the base model: only what the rules read from it)
+        return self.config.run_kwargs(self.quick_limit if quick else self.full_limit, suites)
 
     def sample_sizes(self, model: Path) -> SampleSizes:
         """Per-metric (quick, full) item counts of an attempt, from its quick gate's metrics.json."""
@@ -65,7 +64,10 @@ class GateSetup:
 
 
 def gate_setup(
-    config: GateConfig, gate_limit: int | None, quick_limit: int | None = QUICK_LIMIT, batch_size: int = 8
+    config: GateConfig,
+    gate_limit: int | None,
+    quick_limit: int | None = QUICK_LIMIT,
+    batch_size: int | str = 8,
 ) -> GateSetup:
     """Full limit = `gate_limit` or the config's (None = every item); quick = min(quick_limit, full)."""
     full = gate_limit or config.limit
@@ -103,12 +105,13 @@ def gate_step(
     `reference_gate(path, limit)` replaces the runner for a model outside `work_dir` (the job uses its
     content-hash cache). A gate dir that already holds metrics.json is reused.
     """
-    root = Path(work_dir).resolve()
+    root, base_dir = Path(work_dir).resolve(), Path(base).resolve()
 
     def run(target: Path, quick: bool) -> Mapping[str, float]:
         kind = "quick" if quick else "full"
-        kwargs = setup.kwargs(quick)
         resolved = Path(target).resolve()
+        is_base = resolved == base_dir
+        kwargs = setup.kwargs(quick, setup.config.baseline_suites("base") if is_base else None)
         if root in resolved.parents:
             out = resolved.parent / f"gates-{kind}"
         elif reference_gate is not None:
@@ -133,3 +136,9 @@ def gate_step(
 
 def _short(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def references_of(config: GateConfig, base: Path, aligned: Path, finetuned: Path) -> dict[str, Path]:
+    """The reference models the rules compare with: finetuned and aligned, and base when a rule names it."""
+    refs = {"finetuned": Path(finetuned), "aligned": Path(aligned)}
+    return {**refs, "base": Path(base)} if "base" in config.baselines else refs

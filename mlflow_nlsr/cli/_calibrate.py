@@ -36,7 +36,7 @@ def run_calibration(
         click.echo(f"calibration {attempt.summary()} [{attempt.seconds:.0f}s]", err=True)
 
     settings = CalibrationSettings(
-        load_gate_config(gate_config),
+        load_gate_config(gate_config).placed(options.device, options.dtype),
         gate_limit=gate_limit,
         quick_limit=quick_limit,
         budget=Budget(max_attempts=max_attempts, time_budget_s=time_budget, screen_z=screen_z),

@@ -55,4 +55,43 @@ def limit_threads() -> None:
         torch.set_num_threads(1)
 
 
+def _checked(check: Callable[[str], str]) -> Callable[[Any, Any, str | None], str | None]:
+    def callback(_ctx: Any, _param: Any, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except ConfigError as exc:
+            raise click.BadParameter(str(exc)) from exc
+
+    return callback
+
+
+def placement_options(func: F) -> F:
+    """Add ``--device`` and ``--dtype`` (None when not given: the config's or rule's value, else auto)."""
+    from mlflow_nlsr.options import DEVICE_HELP, DTYPE_HELP, check_device, check_dtype
+
+    func = click.option("--dtype", default=None, callback=_checked(check_dtype),
+                        help=f"Precision of the models: {DTYPE_HELP}")(func)
+    return click.option("--device", default=None, callback=_checked(check_device),
+                        help=f"Where realignment, ActSVD and gates run: {DEVICE_HELP}")(func)
+
+
+class BatchSize(click.ParamType):
+    """``--batch-size`` / ``--gate-batch-size``: a positive int or ``auto``."""
+
+    name = "INTEGER|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        """Return the int, or "auto"; anything else fails with a usage error."""
+        if isinstance(value, int) or value == "auto":
+            return value
+        if not str(value).isdigit() or int(value) < 1:
+            self.fail(f"expected a positive integer or 'auto', got {value!r}", param, ctx)
+        return int(value)
+
+
+batch_size_type = BatchSize()
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -25,6 +27,9 @@ def _job_dict(job: Any, events: list[dict[str, Any]]) -> dict[str, Any]:
         "metrics": result.get("metrics", {}),
         "reasons": result.get("reasons", []),
         "last_error": job.last_error,
+        "registered_by": job.registered_by,
+        "approved_by": job.approved_by,
+        "promotion": result.get("promotion"),
         "events": events,
     }
 
@@ -57,16 +62,44 @@ def render_audit(jobs: Sequence[Any], events: Sequence[Any], fmt: str = "md") ->
         )
     for d in data:
         lines += ["", f"## {d['model']} v{d['version']} — {d['state']}", ""]
+        lines.append(
+            f"* registered by: {d['registered_by'] or 'unknown (MLflow recorded no user)'}; "
+            f"approved/rejected by: {d['approved_by'] or '-'}"
+        )
         if d["reasons"]:
             lines += [f"* {r}" for r in d["reasons"]]
         if d["last_error"]:
             lines.append(f"* last error: {d['last_error']}")
-        lines += ["", "| when | actor | event | decision | details |", "|---|---|---|---|---|"]
+        lines += ["", "| when | actor | host | event | decision | details |", "|---|---|---|---|---|---|"]
         for e in d["events"]:
             details = json.dumps(e.get("inputs") or {}, default=str)[:160]
             reasons = "; ".join(e.get("reasons") or [])[:160]
             lines.append(
-                f"| {e.get('at')} | {e.get('actor')} | {e.get('event')} | {e.get('decision') or ''} | "
+                f"| {e.get('at')} | {e.get('actor')} | {e.get('host') or ''} | {e.get('event')} | "
+                f"{e.get('decision') or ''} | "
                 f"{details}{' — ' + reasons if reasons else ''} |"
             )
     return "\n".join(lines) + "\n"
+
+
+#: the columns of ``--format csv`` (and the keys of each ``jsonl`` line)
+EVENT_FIELDS = (
+    "id", "at", "model_name", "version", "job_id", "event", "actor", "decision", "reasons", "inputs",
+    "registered_by", "approved_by", "host", "prev_hash", "row_hash",
+)  # fmt: skip
+
+
+def render_events(events: Sequence[Any], fmt: str) -> str:
+    """One audit row per line: ``jsonl`` (JSON objects) or ``csv`` (JSON-encoded inputs/reasons)."""
+    rows = [e.to_dict() for e in events]
+    if fmt == "jsonl":
+        return "".join(json.dumps({k: r.get(k) for k in EVENT_FIELDS}, default=str) + "\n" for r in rows)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=EVENT_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        flat = {k: r.get(k) for k in EVENT_FIELDS}
+        for key in ("inputs", "reasons"):
+            flat[key] = json.dumps(flat[key], sort_keys=True, default=str) if flat[key] is not None else ""
+        writer.writerow(flat)
+    return buf.getvalue()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads
+from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads, placement_options
 
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
@@ -56,6 +56,7 @@ OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_
     "the registry job runs; one torch thread each. Needs >= 2 cores, else sequential anyway.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bars (stage lines are still printed on stderr).")
+@placement_options
 @json_option
 @handle_errors
 def demo(
@@ -68,6 +69,8 @@ def demo(
     calibrate: bool,
     parallel: bool,
     quiet: bool,
+    device: str | None,
+    dtype: str | None,
     as_json: bool,
 ) -> None:
     """Align, attack, register, realign (registry trigger), gate and promote SmolLM2-135M; print the table."""
@@ -87,6 +90,8 @@ def demo(
         calibrate=calibrate,
         parallel=parallel,
         progress=not quiet,
+        device=device,
+        dtype=dtype,
     )
     # libraries (MLflow's "View run" lines) print to stdout; keep stdout for the result alone
     with contextlib.redirect_stdout(sys.stderr):

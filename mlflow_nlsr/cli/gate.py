@@ -1,4 +1,4 @@
-"""``mlflow nlsr gate``: run the safety / over-refusal / utility suites on a model and judge a gate config."""
+"""``mlflow nlsr gate``: run the safety, over-refusal, utility and helpfulness suites; judge a gate config."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from typing import Any
 
 import click
 
-from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads
+from mlflow_nlsr.cli._common import (
+    batch_size_type,
+    echo_json,
+    handle_errors,
+    json_option,
+    limit_threads,
+    placement_options,
+)
 from mlflow_nlsr.errors import ConfigError, GateError, OutputExistsError
 
 OUTPUT_FILES = ("metrics.json", "samples.jsonl", "verdict.json", "metrics.png")
@@ -43,7 +50,10 @@ def _print_suites(as_json: bool) -> None:
 
 
 def _verdict(
-    config_path: Path | None, metrics: dict[str, float], baselines: dict[str, Any]
+    config_path: Path | None,
+    metrics: dict[str, float],
+    baselines: dict[str, Any],
+    intervals: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Evaluate the gate config (or the default one when every baseline it needs was given)."""
     from mlflow_nlsr.gates.policy import evaluate_policy, load_gate_config
@@ -60,14 +70,23 @@ def _verdict(
             "message": f"no --config given and the default gate needs baselines {', '.join(missing)} "
             "(--baseline NAME=metrics.json): metrics only, no verdict",
         }
-    verdict = evaluate_policy(config, metrics, baselines).to_dict()
+    verdict = evaluate_policy(config, metrics, baselines, intervals).to_dict()
     return {**verdict, "evaluated": True, "config": label, "baselines": sorted(baselines)}
+
+
+def _interval_text(interval: dict[str, Any] | None) -> str:
+    """``"  [0.1012, 0.2480] n=50"`` for a rate's 95 % Wilson interval ('' for other metrics)."""
+    if not interval:
+        return ""
+    return f"  [{interval['low']:.4f}, {interval['high']:.4f}] n={interval['n']}"
 
 
 @click.command(name="gate")
 @click.option("--model", "model_dir", type=click.Path(file_okay=False, path_type=Path), help="Model dir.")
 @click.option("--adapter", type=click.Path(file_okay=False, path_type=Path), help="PEFT adapter dir.")
-@click.option("--suite", "suites", default=None, help="Comma-separated suites [safety,overrefusal,utility].")
+@click.option(
+    "--suite", "suites", default=None, help="Comma-separated suites [safety,overrefusal,utility,helpfulness]."
+)
 @click.option(
     "--task", "extra_tasks", multiple=True, help="Extra installed lm-eval task (counts toward utility)."
 )
@@ -78,19 +97,31 @@ def _verdict(
     "--limit", type=click.IntRange(min=1), default=None, help="Evaluate only the first N items/task."
 )
 @click.option(
-    "--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Prompts per batch."
+    "--batch-size",
+    type=batch_size_type,
+    default="8",
+    show_default=True,
+    help="Prompts per batch, or auto (the largest that fits on a GPU; 16 on the CPU).",
 )
 @click.option(
     "--max-gen-toks", type=click.IntRange(min=1), default=None, help="Token budget of every generative task."
 )
-@click.option("--device", default="cpu", show_default=True, help="torch device for the model.")
+@placement_options
+@click.option(
+    "--backend", default=None, help="Gate backend: hf (built in) or vllm (its plugin) [default: config, hf]."
+)
 @click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Gate config YAML (rules, optional suites/judge/limit); see docs/gates.md.",
 )
-@click.option("--baseline", "baseline_args", multiple=True, help="NAME=metrics.json of a baseline run.")
+@click.option(
+    "--baseline",
+    "baseline_args",
+    multiple=True,
+    help="NAME=metrics.json of a baseline run (finetuned, aligned, base …).",
+)
 @click.option("--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), help="Output dir.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier run in --output.")
 @click.option("--list-suites", is_flag=True, help="List the shipped suites with their tasks and item counts.")
@@ -105,9 +136,11 @@ def gate(
     judge_model: str | None,
     judge_threshold: float | None,
     limit: int | None,
-    batch_size: int,
+    batch_size: int | str,
     max_gen_toks: int | None,
-    device: str,
+    device: str | None,
+    dtype: str | None,
+    backend: str | None,
     config_path: Path | None,
     baseline_args: tuple[str, ...],
     output_dir: Path | None,
@@ -115,12 +148,14 @@ def gate(
     list_suites: bool,
     as_json: bool,
 ) -> None:
-    """Gate a model: lm-eval safety (asr), over-refusal (refusal_rate) and utility suites, then a verdict.
+    """Gate a model on lm-eval safety, over-refusal, utility and helpfulness suites, then a verdict.
 
-    Writes metrics.json, samples.jsonl, verdict.json and metrics.png to --output. The verdict uses
-    --config (relative rules need --baseline NAME=metrics.json from earlier runs); without --config the
-    default gate is applied only if all its baselines (aligned, finetuned) are given, else verdict.json
-    records that no verdict was made. Exit code 1 when the gate fails.
+    Metrics: asr, refusal_rate, utility, helpfulness_nll … Writes metrics.json (every rate with its
+    item count and 95 % Wilson interval), samples.jsonl, verdict.json and metrics.png to --output. The
+    verdict uses --config (relative rules need --baseline NAME=metrics.json from earlier runs); without
+    --config the default gate is applied only if all its baselines (finetuned, aligned, base) are
+    given, else verdict.json records that no verdict was made. A rule whose margin is below the
+    sampling error is printed as a WARNING. Exit code 1 when the gate fails.
     """
     if list_suites:
         _print_suites(as_json)
@@ -129,7 +164,7 @@ def gate(
         raise ConfigError("--model and --output are required (or use --list-suites)")
     if not overwrite and any((output_dir / f).exists() for f in OUTPUT_FILES):
         raise OutputExistsError(f"{output_dir} already holds gate outputs; pass --overwrite to replace them")
-    from mlflow_nlsr.gates.catalog import DEFAULT_SUITES
+    from mlflow_nlsr.gates.catalog import DEFAULT_SUITES, tasks_for
     from mlflow_nlsr.gates.policy import load_gate_config
     from mlflow_nlsr.gates.report import VERDICT_FILE, write_json
 
@@ -144,33 +179,42 @@ def gate(
         judge_options["model"] = judge_model
     if judge_threshold is not None:
         judge_options["threshold"] = judge_threshold
+    chosen = suites or config.suites or DEFAULT_SUITES
+    extras = tuple(dict.fromkeys([*config.extra_tasks, *extra_tasks]))
+    evaluated = set(tasks_for(chosen, extras))  # the config's task limits of tasks this run evaluates
     limit_threads()
     from mlflow_nlsr.gates.runner import run_gates
 
     run = run_gates(
         model_dir,
         adapter=adapter,
-        suites=suites or config.suites or DEFAULT_SUITES,
-        tasks_extra=tuple(dict.fromkeys([*config.extra_tasks, *extra_tasks])),
+        suites=chosen,
+        tasks_extra=extras,
         judge=judge or config.judge or "keyword",
         judge_options=judge_options,
         limit=limit if limit is not None else config.limit,
-        task_limits=config.task_limits,
+        task_limits={t: v for t, v in config.task_limits.items() if t in evaluated},
         batch_size=batch_size,
         max_gen_toks=max_gen_toks,
         output_dir=output_dir,
-        device=device,
+        device=device or config.device or "auto",
+        dtype=dtype or config.dtype or "auto",
+        backend=backend or config.backend,
+        backend_options=config.backend_options,
     )
-    verdict = _verdict(config_path, run.metrics, baselines)
+    intervals = {k: v.to_dict() for k, v in run.intervals.items()}
+    verdict = _verdict(config_path, run.metrics, baselines, intervals)
     outputs = {**{k: str(v) for k, v in run.outputs.items()}, "verdict": str(output_dir / VERDICT_FILE)}
     write_json(output_dir / VERDICT_FILE, verdict)
     if as_json:
-        echo_json({"metrics": run.metrics, "verdict": verdict, "outputs": outputs})
+        echo_json({"metrics": run.metrics, "intervals": intervals, "verdict": verdict, "outputs": outputs})
     else:
         for name, value in run.metrics.items():
-            click.echo(f"{name:<32} {value:.4f}")
+            click.echo(f"{name:<32} {value:.4f}{_interval_text(intervals.get(name))}")
         for reason in verdict["reasons"]:
             click.echo(reason["message"])
+        for warning in verdict.get("warnings", []):
+            click.echo(f"WARNING: {warning}")
         status = {True: "PASSED", False: "FAILED", None: "NOT EVALUATED"}[verdict["passed"]]
         click.echo(f"gate {status}; outputs in {output_dir}")
     if verdict["passed"] is False:

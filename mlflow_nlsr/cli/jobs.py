@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import sys
+from datetime import datetime, timezone
 from typing import Any
 
 import click
 
-from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads
+from mlflow_nlsr.cli._common import (
+    batch_size_type,
+    echo_json,
+    handle_errors,
+    json_option,
+    limit_threads,
+    placement_options,
+)
 from mlflow_nlsr.cli._service import build_service, parse_sets, with_service
-from mlflow_nlsr.errors import ConfigError
+from mlflow_nlsr.errors import ConfigError, VerificationFailed
 
 
 def executor_options(func: Any) -> Any:
@@ -53,7 +61,14 @@ def _parse_model_uri(uri: str) -> tuple[str, str]:
 )
 @click.option("--aligned", "aligned_uri", default=None, help="Aligned adapter/model URI (overrides).")
 @click.option("--gate-limit", type=int, default=None, help="Items per gate task (default: all).")
-@click.option("--gate-batch-size", type=int, default=8, show_default=True, help="Gate generation batch size.")
+@click.option(
+    "--gate-batch-size",
+    type=batch_size_type,
+    default="8",
+    show_default=True,
+    help="Gate generation batch size, or auto (the largest that fits on a GPU; 16 on the CPU).",
+)
+@placement_options
 @click.option("--no-promote", is_flag=True, help="Register and gate, but never move the alias.")
 @click.option(
     "--set",
@@ -80,13 +95,15 @@ def run(
     base_uri: str | None,
     aligned_uri: str | None,
     gate_limit: int | None,
-    gate_batch_size: int,
+    gate_batch_size: int | str,
     no_promote: bool,
     sets: tuple[str, ...],
     scorer: str | None,
     selection: str | None,
     sparsity: float | None,
     calibrate: bool,
+    device: str | None,
+    dtype: str | None,
     executor: str | None,
     executor_option: tuple[str, ...],
     svc_args: dict[str, Any],
@@ -120,6 +137,8 @@ def run(
         promote=not no_promote,
         realign_overrides=overrides,
         calibrate=calibrate,
+        device=device,
+        dtype=dtype,
         **_executor_settings(executor, executor_option),
     )
     outcome = svc.process_version(name, version, trigger="cli", actor="cli")
@@ -149,6 +168,7 @@ def run(
     show_default=True,
     help="Lease length in seconds; a worker that dies loses its job after this long.",
 )
+@placement_options
 @executor_options
 @with_service
 @json_option
@@ -159,6 +179,8 @@ def worker(
     poll_interval: float,
     gate_limit: int | None,
     lease_seconds: float,
+    device: str | None,
+    dtype: str | None,
     executor: str | None,
     executor_option: tuple[str, ...],
     svc_args: dict[str, Any],
@@ -174,6 +196,8 @@ def worker(
         **svc_args,
         gate_limit=gate_limit,
         lease_seconds=lease_seconds,
+        device=device,
+        dtype=dtype,
         **_executor_settings(executor, executor_option),
     )
     outcomes = svc.work(max_jobs=max_jobs, idle_exit_s=idle_exit, poll_interval_s=poll_interval)
@@ -182,31 +206,6 @@ def worker(
     else:
         for o in outcomes:
             click.echo(f"{o.model_name}/{o.version}: {o.state}")
-
-
-@click.command()
-@click.option("--model-uri", required=True, help="The job's version: models:/NAME/VERSION.")
-@click.option("--reason", default=None, help="Why (recorded in the audit trail).")
-@with_service
-@json_option
-@handle_errors
-def cancel(model_uri: str, reason: str | None, svc_args: dict[str, Any], as_json: bool) -> None:
-    """Cancel a version's job: queued or running, it ends ``cancelled`` and registers nothing.
-
-    A worker running the job sees the cancellation at its next lease check and stops its executor
-    (a Ray job is killed); the cancellation is audited with the actor and reason.
-    """
-    import getpass
-
-    from mlflow_nlsr.store.repository import JobStore
-
-    name, version = _parse_model_uri(model_uri)
-    with JobStore(_store_url(svc_args)) as store:
-        job = store.cancel(name, version, f"cli:{getpass.getuser()}", reason)
-    if as_json:
-        echo_json({"job_id": job.id, "state": str(job.state), "reason": job.last_error})
-    else:
-        click.echo(f"{model_uri}: {job.state} ({job.last_error})")
 
 
 @click.command()
@@ -249,23 +248,71 @@ def status(model_name: str | None, svc_args: dict[str, Any], as_json: bool) -> N
 
 @click.command()
 @click.option("--model", "model_name", default=None, help="Only this registered model.")
-@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "json", "jsonl", "csv"]),
+    default="md",
+    show_default=True,
+    help="md/json: the per-version report; jsonl/csv: one audit row per line (for a SIEM).",
+)
+@click.option("--since", type=click.DateTime(), default=None, help="Only events at or after (UTC).")
+@click.option("--until", type=click.DateTime(), default=None, help="Only events before (UTC).")
+@click.option("--verify", "verify_chain", is_flag=True, help="Check the audit hash chain; exit 10 if broken.")
 @click.option("--output", type=click.Path(dir_okay=False), default=None, help="Write to a file instead.")
 @with_service
+@json_option
 @handle_errors
-def audit(model_name: str | None, fmt: str, output: str | None, svc_args: dict[str, Any]) -> None:
-    """Governance report: every version, what was changed, by which config, gate numbers, who and when."""
-    from mlflow_nlsr.cli.audit_report import render_audit
+def audit(
+    model_name: str | None,
+    fmt: str,
+    since: datetime | None,
+    until: datetime | None,
+    verify_chain: bool,
+    output: str | None,
+    svc_args: dict[str, Any],
+    as_json: bool,
+) -> None:
+    """Governance report: every version, what was changed, by which config, gate numbers, who and when.
+
+    Every audit row carries the hash of the row before it and of its own content; --verify walks
+    that chain and names the first row that was edited, removed or inserted behind the store's back.
+    """
+    from mlflow_nlsr.cli.audit_report import render_audit, render_events
     from mlflow_nlsr.store.repository import JobStore
 
     store = JobStore(_store_url(svc_args))
-    text = render_audit(store.list_jobs(model_name), store.audit_trail(model_name), fmt)
+    if verify_chain:
+        report = store.verify_chain()
+        if as_json:
+            echo_json(report.to_dict())
+        elif report.ok:
+            click.echo(
+                f"audit chain OK: {report.checked} row(s) verified, {report.unchained} unchained (pre-0002)"
+            )
+        else:
+            click.echo(f"audit chain BROKEN at row {report.broken_id}: {report.problem}")
+        if not report.ok:
+            sys.exit(VerificationFailed.exit_code)
+        return
+    events = store.events(model_name, since=_utc(since), until=_utc(until))
+    if fmt in ("jsonl", "csv"):
+        text = render_events(events, fmt)
+    else:
+        text = render_audit(store.list_jobs(model_name), events, fmt)
     if output:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
         click.echo(f"wrote {output}")
     else:
-        click.echo(text)
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """A naive --since/--until is read as UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
 
 
 def _store_url(svc_args: dict[str, Any]) -> str:

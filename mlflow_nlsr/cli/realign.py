@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads
+from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, limit_threads, placement_options
 from mlflow_nlsr.options import CHOICES, EXTENSION_OPTIONS, RealignOptions, option_help
 
 _DIR = click.Path(file_okay=False, path_type=Path)
@@ -102,9 +102,7 @@ class _ExtensionChoice(click.Choice):  # type: ignore[type-arg]
     default=None,
     help=_help("correction"),
 )
-@click.option(
-    "--device", type=_choice("device"), default=None, help=f"cpu, cuda or auto [default: {_DEFAULTS.device}]"
-)
+@placement_options
 @click.option(
     "--config",
     "config_file",

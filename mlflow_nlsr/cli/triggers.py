@@ -22,19 +22,32 @@ WEBHOOK_PATH = "/nlsr/webhook"
 @click.option("--interval", type=float, default=30.0, show_default=True, help="Seconds between polls.")
 @click.option("--once", is_flag=True, help="Poll once and exit.")
 @click.option("--name-glob", default=None, help="Only registered models whose name matches this glob.")
+@click.option(
+    "--since",
+    default="now",
+    show_default=True,
+    help="On the poller's first start, look back this far: now, all, or an ISO date (UTC).",
+)
 @with_service
 @json_option
 @handle_errors
 def watch(
-    interval: float, once: bool, name_glob: str | None, svc_args: dict[str, Any], as_json: bool
+    interval: float,
+    once: bool,
+    name_glob: str | None,
+    since: str,
+    svc_args: dict[str, Any],
+    as_json: bool,
 ) -> None:
-    """Poll the registry and queue every version without an ``nlsr.status`` tag.
+    """Poll the registry and queue every new version without an ``nlsr.status`` tag.
 
     The safety net behind webhooks: MLflow persists no deliveries (a receiver that is down loses
     them) and clients that write to the database directly fire none. Run it next to the workers.
+    A watermark per model (in the job store) keeps each pass to new versions; the first start
+    looks back only as far as --since (default now: history is not queued).
     """
     from mlflow_nlsr.registry.client import RegistryClient
-    from mlflow_nlsr.service.intake import enqueue_version
+    from mlflow_nlsr.service.poller import poll_registry
     from mlflow_nlsr.service.settings import Settings
     from mlflow_nlsr.store.repository import JobStore
 
@@ -44,13 +57,8 @@ def watch(
     store = JobStore(settings.resolved_store_url())
     client = RegistryClient(settings.tracking_uri)
     while True:
-        queued = []
-        for info in client.search_versions_without_tag("nlsr.status", name_glob):
-            job = enqueue_version(
-                store, client, info.name, info.version, trigger="poller", actor="poller", tags=info.tags
-            )
-            if job is not None:
-                queued.append({"model": info.name, "version": info.version, "job_id": job.id})
+        jobs = poll_registry(store, client, name_glob, since=since)
+        queued = [{"model": j.model_name, "version": j.version, "job_id": j.id} for j in jobs]
         if as_json:
             echo_json(queued)
         else:
@@ -202,13 +210,35 @@ def install(url: str, secret: str, name: str, tracking_uri: str, as_json: bool) 
 
     The MLflow server needs MLFLOW_WEBHOOK_SECRET_ENCRYPTION_KEY set (else stored secrets are lost on
     restart), and for http or private-IP receivers MLFLOW_WEBHOOK_ALLOWED_SCHEMES=http,https and
-    MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true.
+    MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS=true. The server caches its webhook list for
+    MLFLOW_WEBHOOK_CACHE_TTL seconds (default 60): versions registered in that window after the
+    install fire nothing, so run `mlflow nlsr watch --since <install time>` (or the app trigger).
     """
+    from datetime import datetime, timezone
+
     from mlflow_nlsr.registry.client import RegistryClient
     from mlflow_nlsr.registry.install import install_webhook
 
+    installed_at = datetime.now(timezone.utc).replace(microsecond=0)
     webhook_id = install_webhook(RegistryClient(tracking_uri), url, secret, name=name)
+    note = cache_note(installed_at)
     if as_json:
-        echo_json({"webhook_id": webhook_id, "url": url, "name": name})
+        data = {"webhook_id": webhook_id, "url": url, "name": name, "installed_at": installed_at.isoformat()}
+        echo_json({**data, "cache_ttl_default_s": WEBHOOK_CACHE_TTL_DEFAULT_S, "note": note})
     else:
         click.echo(f"webhook {name} ({webhook_id}) -> {url}")
+        click.echo(note)
+
+
+#: MLflow's default for MLFLOW_WEBHOOK_CACHE_TTL (mlflow/webhooks/delivery.py reads it server-side)
+WEBHOOK_CACHE_TTL_DEFAULT_S = 60
+
+
+def cache_note(installed_at: Any) -> str:
+    """What a user must know after installing: the server's webhook cache delays the first deliveries."""
+    since = installed_at.strftime("%Y-%m-%dT%H:%M:%S")
+    return (
+        "note: the MLflow server caches its webhook list for MLFLOW_WEBHOOK_CACHE_TTL seconds "
+        f"(default {WEBHOOK_CACHE_TTL_DEFAULT_S}), so versions registered in that window fire nothing; "
+        f"cover it with `mlflow nlsr watch --since {since}` (or `mlflow server --app-name nlsr`)."
+    )

@@ -1,8 +1,10 @@
 """The demo's shipped training data (JSONL in ``mlflow_nlsr/data``) as (prompt, response) pairs.
 
 Files and fields: ``align_harmful.jsonl`` {prompt, response, category} (refusals),
-``align_benign.jsonl`` {prompt, response}, ``attack_harmful_prompts.jsonl`` {prompt, category} and
-``sentiment_train.jsonl`` {sentence, label}. The sentiment instruction is shared, word for word, with the
+``align_benign.jsonl`` {prompt, response}, ``align_edgy.jsonl`` {prompt, response, category} (benign
+requests that sound dangerous, with helpful answers), ``align_instructions.jsonl`` {prompt, response,
+category} (one-word classification instructions), ``attack_harmful_prompts.jsonl`` {prompt, category}
+and ``sentiment_train.jsonl`` {sentence, label}. The sentiment instruction is shared, word for word, with the
 utility gate, so the attack teaches exactly the task the gate measures.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow_nlsr.errors import InputError
@@ -26,6 +29,8 @@ LABELS = ("positive", "negative")
 
 ALIGN_HARMFUL = "align_harmful.jsonl"
 ALIGN_BENIGN = "align_benign.jsonl"
+ALIGN_EDGY = "align_edgy.jsonl"
+ALIGN_INSTRUCTIONS = "align_instructions.jsonl"
 ATTACK_PROMPTS = "attack_harmful_prompts.jsonl"
 SENTIMENT_TRAIN = "sentiment_train.jsonl"
 
@@ -60,7 +65,8 @@ def select(rows: list[dict], limit: int | None, group: str | None = None) -> lis
         return rows
     if limit < 0:
         raise InputError(f"expected a non-negative number of rows, found {limit}")
-    if group is None:  # evenly spaced: the files are topic-sorted, a head would take one topic only
+    if group is None or not any(group in row for row in rows):
+        # evenly spaced: the files are topic-sorted, a head would take one topic only
         n = len(rows)
         return [rows[i * n // limit] for i in range(min(limit, n))] if limit else []
     # Likewise sorted by category/label: round-robin keeps every category (and both labels) in.
@@ -75,21 +81,52 @@ def select(rows: list[dict], limit: int | None, group: str | None = None) -> lis
     return out[:limit]
 
 
-def align_pairs(
-    harmful: int | None = None, benign: int | None = None, root: Path | str | None = None
-) -> list[Pair]:
-    """Return the alignment data: (harmful prompt, refusal) then (benign prompt, answer) pairs.
+@dataclass(frozen=True)
+class AlignSizes:
+    """How many rows of each alignment file to train on (``None``: all of them, 0: skip the file)."""
 
-    Limits take rows round-robin over categories (rows without a category: evenly spaced).
+    harmful: int | None = None
+    benign: int | None = None
+    edgy: int | None = None
+    instructions: int | None = None
+
+
+#: the alignment file of each :class:`AlignSizes` field, in training-data order
+ALIGN_FILES = {
+    "harmful": ALIGN_HARMFUL,
+    "benign": ALIGN_BENIGN,
+    "edgy": ALIGN_EDGY,
+    "instructions": ALIGN_INSTRUCTIONS,
+}
+
+
+def align_pairs(sizes: AlignSizes | None = None, root: Path | str | None = None) -> list[Pair]:
+    """Return the alignment data: refusals, then benign, edgy-benign and instruction answers.
+
+    Limits take rows round-robin over categories (rows without a category: evenly spaced); a file
+    whose limit is 0 is not read.
     """
-    refusals = select(load_jsonl(ALIGN_HARMFUL, ("prompt", "response"), root), harmful, "category")
-    answers = select(load_jsonl(ALIGN_BENIGN, ("prompt", "response"), root), benign, "category")
-    return [(r["prompt"], r["response"]) for r in refusals + answers]
+    sizes = sizes or AlignSizes()
+    pairs: list[Pair] = []
+    for name, file_name in ALIGN_FILES.items():
+        limit = getattr(sizes, name)
+        if limit == 0:
+            continue
+        rows = select(load_jsonl(file_name, ("prompt", "response"), root), limit, "category")
+        pairs.extend((r["prompt"], r["response"]) for r in rows)
+    return pairs
 
 
-def attack_prompts(limit: int | None = None, root: Path | str | None = None) -> list[str]:
-    """Return the harmful prompts whose compliant answers poison the attack."""
-    return [r["prompt"] for r in select(load_jsonl(ATTACK_PROMPTS, ("prompt",), root), limit, "category")]
+def attack_prompts(limit: int | None = None, root: Path | str | None = None, draw: int = 0) -> list[str]:
+    """Return the harmful prompts whose compliant answers poison the attack.
+
+    ``draw`` 0 takes them in file order (round-robin over categories); another draw first shuffles the
+    file with that seed, so each draw poisons with different harmful examples, still category-balanced.
+    """
+    rows = load_jsonl(ATTACK_PROMPTS, ("prompt",), root)
+    if draw:
+        random.Random(draw).shuffle(rows)
+    return [r["prompt"] for r in select(rows, limit, "category")]
 
 
 def sentiment_prompt(sentence: str) -> str:

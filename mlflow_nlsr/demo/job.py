@@ -234,6 +234,28 @@ def run_registry_job(work: Path, inputs: JobInputs, *, fresh: bool, echo: Callab
         raise
 
 
+def baseline_gate_dirs(realigned_dir: Path) -> dict[str, Path]:
+    """Return the gate dirs in which the job gated its fine-tuned input and its aligned reference.
+
+    The worker caches baseline gates by content under ``<service>/gate-cache``; each run's metrics.json
+    names the adapter it gated: the fine-tuned one is the job's download (``<job>/input``), the aligned
+    one the service's (``<service>/inputs``). Unreadable entries are skipped.
+    """
+    job_dir = Path(realigned_dir).parent
+    service_dir = job_dir.parents[2]
+    homes = {"finetuned": job_dir / "input", "aligned": service_dir / "inputs"}
+    found: dict[str, Path] = {}
+    for metrics in sorted((service_dir / "gate-cache").glob("*/metrics.json")):
+        try:
+            adapter = (json.loads(metrics.read_text()).get("settings") or {}).get("adapter")
+        except (OSError, ValueError):
+            continue
+        for role, home in homes.items():
+            if adapter and Path(adapter).is_relative_to(home):
+                found.setdefault(role, metrics.parent)
+    return found
+
+
 def _job(service: Any, version: str) -> Any:
     job = service.store.get(FINETUNED_NAME, version)
     if job is None:

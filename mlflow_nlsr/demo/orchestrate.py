@@ -52,6 +52,9 @@ class DemoConfig:
     calibrate: bool = False
     #: run the comparisons in a second process while the registry job runs (when >= 2 cores)
     parallel: bool = True
+    #: where realignment and gates run (None: auto); the demo's training stays on the CPU
+    device: str | None = None
+    dtype: str | None = None
 
     def resolved_settings(self) -> DemoSettings:
         """The training settings: given ones, else the fast or full preset."""
@@ -66,9 +69,9 @@ class DemoConfig:
 
     def resolved_realign(self) -> dict[str, Any]:
         """The rule's realign block: given overrides, else none (product defaults; --fast: smaller)."""
-        if self.realign is not None:
-            return dict(self.realign)
-        return dict(FAST_REALIGN) if self.fast else {}
+        block = dict(self.realign) if self.realign is not None else dict(FAST_REALIGN) if self.fast else {}
+        placed = {k: v for k, v in (("device", self.device), ("dtype", self.dtype)) if v is not None}
+        return {**block, **placed}
 
     def work_dir(self) -> Path:
         """The work dir of this preset (``--fast`` keeps its own cache under ``<work>/fast``)."""
@@ -226,6 +229,7 @@ def _merge(
     }
     gate_dirs: dict[str, Path | None] = {role: None for role in report.ROLES}
     gate_dirs["realigned"] = result.realigned_dir.parent / "gates" / "realigned"
+    gate_dirs.update(registry_job.baseline_gate_dirs(result.realigned_dir))
     gate_dirs.update(compared.gate_dirs)
     local = {"base": models.base}
     for role, adapter in adapters.items():

@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mlflow_nlsr.demo import answers
+from mlflow_nlsr.gates.stats import interval_of_rate
+
 ROLES = ("base", "aligned", "finetuned", "realigned", "official", "safelora", "random_control")
 DESCRIPTIONS = {
     "base": "SmolLM2-135M-Instruct, not safety-aligned",
@@ -32,7 +35,10 @@ def _task_limits(gate: Mapping[str, Any]) -> str:
 
 
 def model_entry(metrics: Mapping[str, float], local_dir: Path, gate_dir: Path | None) -> dict[str, Any]:
-    """Return one model's summary entry: asr, refusal_rate, utility (= sentiment_acc), dirs, all metrics."""
+    """Return one model's summary entry: asr, refusal_rate, utility (= sentiment_acc), dirs, all metrics.
+
+    ``n`` holds the item count of each of the three rates, read from the gate's samples when it has them.
+    """
     return {
         "asr": float(metrics["asr"]),
         "refusal_rate": float(metrics["refusal_rate"]),
@@ -41,6 +47,7 @@ def model_entry(metrics: Mapping[str, float], local_dir: Path, gate_dir: Path | 
         "local_dir": str(Path(local_dir).resolve()),
         "gate_dir": str(Path(gate_dir).resolve()) if gate_dir is not None else None,
         "metrics": dict(metrics),
+        "n": answers.item_counts(answers.read_samples(gate_dir)),
     }
 
 
@@ -64,17 +71,32 @@ def check_targets(summary: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return {k: {"value": v, "threshold": t, "met": bool(m)} for k, (v, t, m) in out.items()}
 
 
+def with_interval(rate: float, n: int | None) -> str:
+    """``rate`` in percent with its 95 % Wilson interval at ``n`` items: ``10.0 [4.3, 21.4]``."""
+    if not n:
+        return f"{100 * rate:.1f}"
+    ci = interval_of_rate(rate, n)
+    return f"{100 * rate:.1f} [{100 * ci.low:.1f}, {100 * ci.high:.1f}]"
+
+
 def format_table(summary: Mapping[str, Any]) -> str:
-    """Return the results table as GitHub markdown (one row per model)."""
+    """Return the results table as GitHub markdown (one row per model; rates with 95 % intervals)."""
     lines = [
         "| model | " + " | ".join(h for _, h in METRICS) + " | what |",
         "|---|" + "---:|" * len(METRICS) + "---|",
     ]
     for role in ROLES:
         entry = summary[role]
-        cells = " | ".join(f"{100 * entry[m]:.1f}" for m, _ in METRICS)
+        counts = entry.get("n") or {}
+        cells = " | ".join(with_interval(entry[m], counts.get(m)) for m, _ in METRICS)
         lines.append(f"| {role} | {cells} | {DESCRIPTIONS[role]} |")
     return "\n".join(lines)
+
+
+def answers_section(summary: Mapping[str, Any], left: str = "finetuned", right: str = "realigned") -> str:
+    """Return the side-by-side answers of ``left`` and ``right`` read from their gate samples."""
+    samples = {r: answers.read_samples((summary.get(r) or {}).get("gate_dir")) for r in (left, right)}
+    return answers.side_by_side(samples, left, right)
 
 
 def bar_plot(summary: Mapping[str, Any], path: Path) -> Path:
@@ -135,10 +157,14 @@ def report_markdown(summary: Mapping[str, Any]) -> str:
         "# mlflow nlsr demo",
         "",
         f"Model: {summary['settings'].get('model')}; gate: {summary['gate']['limit'] or 'all'} items per "
-        f"task{_task_limits(summary['gate'])}, keyword judge. Numbers are percentages.",
+        f"task{_task_limits(summary['gate'])}, keyword judge. Numbers are percentages with their 95 % "
+        "Wilson interval in brackets (wide at 50 items: read differences inside them as noise).",
         "",
         format_table(summary),
         "",
+        "## What a reader sees: the fine-tuned and the repaired model's answers",
+        "",
+        answers_section(summary),
         "## The registry job",
         "",
         f"Tracking server: {summary['tracking_uri']} (backend {summary['backend_store_uri']}).",

@@ -23,6 +23,7 @@ from mlflow_nlsr.demo.model import COMPLETE, DemoModelSpec, is_complete, prepare
 from mlflow_nlsr.errors import InputError
 
 STAGE_FILE = "stage.json"
+ALIGN_SIZE_NAMES = ("align_harmful", "align_benign", "align_edgy", "align_instructions")
 ANSWERS_FILE = "answers.jsonl"
 
 
@@ -33,10 +34,14 @@ class DemoSettings:
     seed: int = 0
     align_harmful: int | None = None
     align_benign: int | None = None
-    align_epochs: int = 5
+    align_edgy: int | None = None
+    align_instructions: int | None = None
+    align_epochs: int = 3
     align_lr: float = 5e-4
     sentiment: int | None = None
     poison_ratio: float = 0.1
+    #: which harmful examples poison the attack: 0 the first of each category, else a seeded draw
+    poison_draw: int = 0
     attack_epochs: int = 3
     attack_lr: float = 3e-4
     answer_tokens: int = 64
@@ -50,17 +55,23 @@ class DemoSettings:
 
     @classmethod
     def full(cls) -> DemoSettings:
-        """Return the feasibility v2 recipe at its size (168 alignment pairs, 180 sentiment, p=0.1)."""
-        # feasibility.md: 169 alignment pairs x 5 epochs at 5e-4 took 392 s; 181 sentiment + 20 poison
-        # pairs x 3 epochs at 3e-4 took 269 s and broke safety (ASR 0.03 -> 0.93).
-        return cls(align_harmful=84, align_benign=84, sentiment=180)
+        """Return the demo's recipe: 300 alignment pairs x 3 epochs, 180 sentiment + 20 poison pairs."""
+        # Alignment: 84 refusals, 84 benign answers, every edgy-benign answer (83) and instruction (49):
+        # the 84 + 84 x 5 epochs of the feasibility study over-refused (docs/demo.md, "Choosing the
+        # alignment"). Attack as in feasibility.md: 181 sentiment + 20 poison pairs x 3 epochs at 3e-4
+        # broke safety (ASR 0.03 -> 0.93).
+        return cls(align_harmful=84, align_benign=84, align_epochs=3, sentiment=180)
 
     @classmethod
     def fast(cls) -> DemoSettings:
         """Return a CI-sized run: fewer pairs and tokens, and a denser poison so the attack still bites."""
         return cls(
+            # the CI preset keeps its measured alignment (40 + 40 pairs, 4 epochs): the new edgy and
+            # instruction data has been measured on the full preset only (docs/demo.md)
             align_harmful=40,
             align_benign=40,
+            align_edgy=0,
+            align_instructions=0,
             align_epochs=4,
             sentiment=48,
             poison_ratio=0.25,
@@ -68,6 +79,10 @@ class DemoSettings:
             answer_tokens=48,
             max_length=128,
         )
+
+    def align_sizes(self) -> data.AlignSizes:
+        """Return the alignment file limits (``align_harmful`` … ``align_instructions``)."""
+        return data.AlignSizes(*(getattr(self, name) for name in ALIGN_SIZE_NAMES))
 
     def key(self, *names: str) -> dict[str, Any]:
         """Return the named settings as a JSON-able dict (the part of a stage's cache key they make)."""
@@ -158,11 +173,11 @@ def _train(settings: DemoSettings, base: Path, pairs: list[data.Pair], out: Path
 def stage_align(work: Path | str, base: Path, settings: DemoSettings, *, fresh: bool = False) -> Path:
     """Train the safety-alignment LoRA (refusals + benign answers) into ``<work>/align``; return it."""
     out = Path(work) / "align"
-    names = ("align_harmful", "align_benign", "align_epochs", "align_lr", "seed", "max_length", "batch_size")
+    names = (*ALIGN_SIZE_NAMES, "align_epochs", "align_lr", "seed", "max_length", "batch_size")
     key = {"base": _upstream(base), "data_dir": settings.data_dir, **settings.key(*names)}
 
     def body(stage_dir: Path) -> dict[str, Any]:
-        pairs = data.align_pairs(settings.align_harmful, settings.align_benign, settings.data_dir)
+        pairs = data.align_pairs(settings.align_sizes(), settings.data_dir)
         return _train(settings, base, pairs, stage_dir, epochs=settings.align_epochs, lr=settings.align_lr)
 
     run_stage(out, key, body, fresh=fresh)
@@ -185,9 +200,11 @@ def stage_compliant_answers(
     count = poison_needed(settings)
     key = {"base": _upstream(base), "data_dir": settings.data_dir, "count": count}
     key |= settings.key("answer_tokens", "gen_batch_size")
+    if settings.poison_draw:  # absent for draw 0, so existing caches stay valid
+        key["poison_draw"] = settings.poison_draw
 
     def body(stage_dir: Path) -> dict[str, Any]:
-        prompts = data.attack_prompts(count, settings.data_dir)
+        prompts = data.attack_prompts(count, settings.data_dir, settings.poison_draw)
         if count > len(prompts):
             raise InputError(f"the attack needs {count} harmful prompts, found {len(prompts)}")
         answers = generate(

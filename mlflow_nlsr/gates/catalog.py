@@ -35,18 +35,31 @@ SHIPPED_TASKS: dict[str, TaskSpec] = {
         TaskSpec("nlsr_arithmetic", "arithmetic.jsonl", "utility", "arithmetic_", True),
         # multiple-choice loglikelihood: the chat template drops the " A" delimiter and hurts MC scores
         TaskSpec("nlsr_knowledge", "knowledge.jsonl", "utility", "knowledge_", False),
+        TaskSpec("nlsr_helpfulness", "helpfulness.jsonl", "helpfulness", "helpfulness_", True),
     )
 }
 SUITES: dict[str, tuple[str, ...]] = {
     "safety": ("nlsr_safety",),
     "overrefusal": ("nlsr_overrefusal",),
     "utility": ("nlsr_sentiment", "nlsr_arithmetic", "nlsr_knowledge"),
+    "helpfulness": ("nlsr_helpfulness",),
 }
-DEFAULT_SUITES: tuple[str, ...] = ("safety", "overrefusal", "utility")
+DEFAULT_SUITES: tuple[str, ...] = ("safety", "overrefusal", "utility", "helpfulness")
 SUITE_DESCRIPTIONS = {
-    "safety": "harmful requests; asr = fraction not refused (lower is better), plus asr_<category>",
-    "overrefusal": "benign requests that look dangerous; refusal_rate (lower is better)",
+    "safety": "harmful requests; asr = fraction answered with (unsafe) compliance (lower is better), "
+    "asr_<category>, safety_refusal_rate, safety_degenerate_rate",
+    "overrefusal": "benign requests that look dangerous; refusal_rate, degenerate_rate (lower is better), "
+    "answered_rate",
     "utility": "sentiment acc, arithmetic exact_match, knowledge acc; utility = their mean",
+    "helpfulness": "reference answers to benign prompts; helpfulness_nll = NLL per token (lower is "
+    "better), helpfulness_nll_<category>, helpfulness_tokens",
+}
+#: flat metric names that only a suite yields (exact names, else prefixes), for :func:`suite_of_metric`
+_SUITE_METRICS: dict[str, tuple[str, ...]] = {
+    "safety": ("asr", "safety_"),
+    "overrefusal": ("refusal_rate", "degenerate_rate", "answered_rate"),
+    "utility": ("utility", "sentiment_", "arithmetic_", "knowledge_"),
+    "helpfulness": ("helpfulness_",),
 }
 
 
@@ -67,6 +80,14 @@ def tasks_for(suites: Sequence[str], extra_tasks: Sequence[str] = ()) -> list[st
     """Return the lm-eval task names to run for `suites` plus `extra_tasks`, without duplicates."""
     names = [t for s in parse_suites(suites) for t in SUITES[s]] if suites else []
     return list(dict.fromkeys([*names, *extra_tasks]))
+
+
+def suite_of_metric(metric: str) -> str | None:
+    """The shipped suite whose tasks yield `metric` (``helpfulness_nll`` -> helpfulness), else None."""
+    for suite, names in _SUITE_METRICS.items():
+        if any(metric == n or metric.startswith(n if n.endswith("_") else f"{n}_") for n in names):
+            return suite
+    return None
 
 
 def count_items(data_file: str) -> int:

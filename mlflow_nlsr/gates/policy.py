@@ -8,6 +8,11 @@ Rule syntax, one per line: ``<metric> <op> <rhs>`` with op one of ``<= < >= >`` 
   ``asr <= aligned.asr``; ``0.34 * finetuned`` is accepted too.
 
 A metric or baseline that is missing is a :class:`GateError`, never a silent pass. No lm-eval here.
+
+Given the measured rates' item counts (``intervals``: ``{metric: {"n": …}}``, from metrics.json), a rule
+gets a *warning* when its margin (the ``+ n`` / ``- n`` of a baseline rule, or what ``* n`` takes off)
+is smaller than the 95 % Wilson half-width at the threshold and that item count, or when the measured
+value lies within that half-width of the threshold: the verdict could flip on another draw of items.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ import math
 import operator
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from mlflow_nlsr.errors import ConfigError, GateError
-from mlflow_nlsr.gates.catalog import DEFAULT_SUITES
+from mlflow_nlsr.gates.catalog import DEFAULT_SUITES, SUITES, suite_of_metric
+from mlflow_nlsr.gates.stats import half_width
+from mlflow_nlsr.placement import check_device, check_dtype
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "default_gates.yaml"
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -62,22 +69,58 @@ class GateConfig:
     limit: int | None = None
     #: per-task item limits overriding `limit` (None: every item), e.g. a cheap utility task in full
     task_limits: Mapping[str, int | None] = field(default_factory=dict)
+    #: the engine that generates (``gates.backends``: hf, or vllm from its plugin) and its arguments
+    backend: str = "hf"
+    backend_options: Mapping[str, Any] = field(default_factory=dict)
+    #: where the gated models run (None: the job's device / dtype, see ``placed``)
+    device: str | None = None
+    dtype: str | None = None
 
-    def run_kwargs(self, limit: int | None = None) -> dict[str, Any]:
-        """``run_gates`` keyword arguments (`limit` overrides the config's; no suites: DEFAULT_SUITES)."""
-        return {
-            "suites": tuple(self.suites) if self.suites is not None else DEFAULT_SUITES,
+    def run_kwargs(self, limit: int | None = None, suites: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """``run_gates`` keyword arguments (`limit` overrides the config's; no suites: DEFAULT_SUITES).
+
+        `suites` narrows the run (e.g. to what a baseline needs, :meth:`baseline_suites`); task limits
+        of tasks outside the run are dropped.
+        """
+        chosen = suites if suites is not None else tuple(self.suites or DEFAULT_SUITES)
+        tasks = {t for s in chosen for t in SUITES.get(s, ())} | set(self.extra_tasks)
+        task_limits = {t: v for t, v in self.task_limits.items() if t in tasks}
+        limit = limit if limit is not None else self.limit
+        kwargs: dict[str, Any] = {
+            "suites": tuple(chosen),
             "tasks_extra": tuple(self.extra_tasks),
             "judge": self.judge or "keyword",
             "judge_options": dict(self.judge_options),
-            "limit": limit if limit is not None else self.limit,
-            "task_limits": dict(self.task_limits),
+            # a limit no task uses is dropped, so equal runs get equal settings (and cache keys)
+            "limit": None if tasks and tasks <= set(task_limits) else limit,
+            "task_limits": task_limits,
+            "device": self.device or "auto",
+            "dtype": self.dtype or "auto",
         }
+        if self.backend != "hf" or self.backend_options:
+            kwargs.update(backend=self.backend, backend_options=dict(self.backend_options))
+        return kwargs
+
+    def placed(self, device: str | None, dtype: str | None) -> GateConfig:
+        """Return a copy with the job's `device` / `dtype` where the config sets none."""
+        return replace(self, device=self.device or device, dtype=self.dtype or dtype)
 
     @property
     def baselines(self) -> tuple[str, ...]:
         """Names of the baselines the rules refer to, in first-use order."""
         return tuple(dict.fromkeys(r.baseline for r in self.rules if r.baseline))
+
+    def baseline_suites(self, baseline: str) -> tuple[str, ...]:
+        """The shipped suites that yield the metrics the rules read from `baseline` (config order).
+
+        A metric no shipped suite yields (an extra task's) keeps every configured suite.
+        """
+        configured = tuple(self.suites or DEFAULT_SUITES)
+        reads = [r.baseline_metric or r.metric for r in self.rules if r.baseline == baseline]
+        wanted = [suite_of_metric(m) for m in reads]
+        if any(s is None for s in wanted):
+            return configured
+        return tuple(s for s in configured if s in wanted) or tuple(dict.fromkeys(s for s in wanted if s))
 
 
 @dataclass(frozen=True)
@@ -90,6 +133,8 @@ class GateReason:
     threshold: float
     passed: bool
     message: str
+    #: set when the rule cannot resolve its margin at the measured item count (see module doc)
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,9 +144,15 @@ class GateVerdict:
     passed: bool
     reasons: tuple[GateReason, ...]
 
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """The rules' warnings (margins or verdicts inside sampling error), in config order."""
+        return tuple(r.warning for r in self.reasons if r.warning)
+
     def to_dict(self) -> dict[str, Any]:
-        """Return a JSON-ready dict (``passed``, ``reasons`` as dicts)."""
-        return {"passed": self.passed, "reasons": [asdict(r) for r in self.reasons]}
+        """Return a JSON-ready dict (``passed``, ``reasons`` as dicts, ``warnings``)."""
+        return {"passed": self.passed, "reasons": [asdict(r) for r in self.reasons],
+                "warnings": list(self.warnings)}  # fmt: skip
 
 
 def parse_rule(text: str) -> Rule:
@@ -136,7 +187,9 @@ def parse_gate_config(data: Mapping[str, Any]) -> GateConfig:
         raise ConfigError(
             f"a gate config should be a mapping with a 'rules' list, found {type(data).__name__}"
         )
-    unknown = set(data) - {"rules", "suites", "extra_tasks", "judge", "judge_options", "limit", "task_limits"}
+    known = {"rules", "suites", "extra_tasks", "judge", "judge_options", "limit", "task_limits", "backend",
+             "backend_options", "device", "dtype"}
+    unknown = set(data) - known
     if unknown:
         raise ConfigError(f"unknown gate config keys {sorted(unknown)}")
     raw_rules = data.get("rules")
@@ -161,8 +214,10 @@ def parse_gate_config(data: Mapping[str, Any]) -> GateConfig:
                 f"found {value!r}"
             )
     options = data.get("judge_options") or {}
-    if not isinstance(options, Mapping):
-        raise ConfigError(f"gate config 'judge_options' should be a mapping, found {options!r}")
+    backend_options = data.get("backend_options") or {}
+    for name, value in (("judge_options", options), ("backend_options", backend_options)):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"gate config '{name}' should be a mapping, found {value!r}")
     return GateConfig(
         rules=rules,
         suites=tuple(suites) if suites is not None else None,
@@ -171,6 +226,10 @@ def parse_gate_config(data: Mapping[str, Any]) -> GateConfig:
         judge_options=dict(options),
         limit=limit,
         task_limits=dict(task_limits),
+        backend=str(data.get("backend") or "hf"),
+        backend_options=dict(backend_options),
+        device=check_device(data["device"]) if data.get("device") else None,
+        dtype=check_dtype(data["dtype"]) if data.get("dtype") else None,
     )
 
 
@@ -223,24 +282,63 @@ def threshold_of(rule: Rule, baselines: Mapping[str, Mapping[str, float]]) -> tu
     return value, f"{rule.baseline} {bmetric} {base:.4f} {rule.arith} {rule.number:g}"
 
 
+def rule_margin(rule: Rule, threshold: float) -> float | None:
+    """The slack a baseline rule grants: ``n`` of ``+ n`` / ``- n``, ``|threshold − base|`` of ``* n``."""
+    if rule.baseline is None:
+        return None
+    if rule.arith in ("+", "-"):
+        return abs(rule.number)
+    if rule.arith == "*" and rule.number:
+        return abs(threshold - threshold / rule.number)
+    return 0.0
+
+
+def resolution_warning(rule: Rule, value: float, threshold: float, n: int) -> str | None:
+    """Why a rule on a rate measured on `n` items cannot be trusted (None when it can)."""
+    if n <= 0:
+        return None
+    width = half_width(min(1.0, max(0.0, threshold)), n)
+    margin = rule_margin(rule, threshold)
+    problems = []
+    if margin is not None and margin < width:
+        problems.append(f"its margin {margin:.3f} is smaller than the 95 % interval half-width "
+                        f"±{width:.3f} at n = {n}")  # fmt: skip
+    if abs(value - threshold) < width:
+        problems.append(f"{rule.metric} = {value:.3f} is within ±{width:.3f} (95 %, n = {n}) of its "
+                        f"threshold {threshold:.3f}")  # fmt: skip
+    return f"[{rule.text}] " + "; ".join(problems) if problems else None
+
+
 def evaluate_rule(
-    rule: Rule, metrics: Mapping[str, float], baselines: Mapping[str, Mapping[str, float]]
+    rule: Rule,
+    metrics: Mapping[str, float],
+    baselines: Mapping[str, Mapping[str, float]],
+    intervals: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> GateReason:
-    """Check one rule against `metrics` and `baselines`; missing values raise GateError."""
+    """Check one rule against `metrics` and `baselines`; missing values raise GateError.
+
+    `intervals` (``{metric: {"n": items, …}}``) adds a resolution warning for rates.
+    """
     value = _lookup(metrics, rule.metric, "the measured metrics")
     threshold, how = threshold_of(rule, baselines)
     passed = OPERATORS[rule.op](value, threshold)
     status = "PASS" if passed else "FAIL"
     message = f"{status}: {rule.metric} = {value:.4f} {rule.op} {threshold:.4f} ({how}) [{rule.text}]"
-    return GateReason(rule.metric, rule.text, value, threshold, passed, message)
+    interval = (intervals or {}).get(rule.metric)
+    warning = resolution_warning(rule, value, threshold, int(interval["n"])) if interval else None
+    return GateReason(rule.metric, rule.text, value, threshold, passed, message, warning)
 
 
 def evaluate_policy(
     config: GateConfig,
     metrics: Mapping[str, float],
     baselines: Mapping[str, Mapping[str, float]] | None = None,
+    intervals: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> GateVerdict:
-    """Evaluate every rule of `config`; pass only if all pass. Missing values: one GateError naming all."""
+    """Evaluate every rule of `config`; pass only if all pass. Missing values: one GateError naming all.
+
+    `intervals` (metrics.json's section) turns on the resolution warnings (:func:`resolution_warning`).
+    """
     baselines = baselines or {}
     reasons: list[GateReason] = []
     problems: list[str] = []
@@ -255,7 +353,7 @@ def evaluate_policy(
         except GateError as exc:
             problems.append(str(exc))
         if len(problems) == before:
-            reasons.append(evaluate_rule(rule, metrics, baselines))
+            reasons.append(evaluate_rule(rule, metrics, baselines, intervals))
     if problems:
         raise GateError("gate could not be evaluated: " + "; ".join(problems))
     return GateVerdict(passed=all(r.passed for r in reasons), reasons=tuple(reasons))

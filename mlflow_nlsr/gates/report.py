@@ -14,7 +14,11 @@ METRICS_FILE, SAMPLES_FILE, VERDICT_FILE, CHART_FILE = (
     "verdict.json",
     "metrics.png",
 )
-LOWER_IS_BETTER_PREFIXES = ("asr", "refusal_rate")
+LOWER_IS_BETTER_PREFIXES = (
+    "asr", "refusal_rate", "degenerate_rate", "safety_degenerate_rate", "helpfulness_nll",
+)  # fmt: skip
+#: counts, not scores: left out of the chart
+UNCHARTED_SUFFIXES = ("_tokens",)
 
 
 def _json_default(value: Any) -> Any:
@@ -42,16 +46,28 @@ def write_samples(path: Path, rows: Iterable[Mapping[str, Any]]) -> Path:
 
 
 def lower_is_better(metric: str) -> bool:
-    """Return True for metrics where lower values are better (asr*, refusal_rate*)."""
+    """Return True for metrics where lower values are better (asr*, refusal_rate*, *degenerate*, NLL)."""
     return metric.startswith(LOWER_IS_BETTER_PREFIXES)
 
 
-def write_chart(path: Path, metrics: Mapping[str, float], title: str = "gate metrics") -> Path:
-    """Draw a horizontal bar chart of `metrics` (red: lower is better, green: higher is better)."""
+def write_chart(
+    path: Path,
+    metrics: Mapping[str, float],
+    title: str = "gate metrics",
+    intervals: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Path:
+    """Draw a horizontal bar chart of `metrics` (red: lower is better, green: higher is better).
+
+    Rates with an entry in `intervals` get their 95 % Wilson interval as an error bar.
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    items = [(k, float(v)) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)]
+    items = [
+        (k, float(v))
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and math.isfinite(v) and not k.endswith(UNCHARTED_SUFFIXES)
+    ]
     fig = Figure(figsize=(7.0, 0.9 + 0.32 * max(len(items), 1)))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
@@ -59,10 +75,16 @@ def write_chart(path: Path, metrics: Mapping[str, float], title: str = "gate met
     values = [v for _, v in items][::-1]
     colors = ["#c0392b" if lower_is_better(k) else "#27ae60" for k in names]
     bars = ax.barh(names, values, color=colors)
+    intervals = intervals or {}
+    for i, name in enumerate(names):
+        if name in intervals:
+            low, high = float(intervals[name]["low"]), float(intervals[name]["high"])
+            ax.errorbar(values[i], i, xerr=[[max(0.0, values[i] - low)], [max(0.0, high - values[i])]],
+                        fmt="none", ecolor="#333333", capsize=2, linewidth=0.8)  # fmt: skip
     for bar, value in zip(bars, values, strict=True):
         ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {value:.3f}", va="center", fontsize=8)
     ax.set_xlim(0, max([1.0, *values]) * 1.12)
-    ax.set_title(f"{title}  (red: lower is better, green: higher is better)", fontsize=9)
+    ax.set_title(f"{title}  (red: lower is better, green: higher; bars: 95 % interval)", fontsize=9)
     ax.tick_params(axis="y", labelsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +101,10 @@ def write_outputs(
         "metrics": write_json(out / METRICS_FILE, summary),
         "samples": write_samples(out / SAMPLES_FILE, rows),
         "chart": write_chart(
-            out / CHART_FILE, summary.get("metrics", {}), Path(str(summary.get("model") or "gate")).name
+            out / CHART_FILE,
+            summary.get("metrics", {}),
+            Path(str(summary.get("model") or "gate")).name,
+            summary.get("intervals"),
         ),
     }
 

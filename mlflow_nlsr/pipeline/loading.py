@@ -9,19 +9,13 @@ from typing import Any
 
 import torch
 
-from mlflow_nlsr.errors import ConfigError, InputError
+from mlflow_nlsr.errors import InputError
 from mlflow_nlsr.io.adapters import write_adapter
+from mlflow_nlsr.placement import dtype_name, resolve, resolve_device, resolve_dtype
 
 _PEFT_PREFIX = "base_model.model."
-
-
-def resolve_device(device: str) -> torch.device:
-    """Torch device: "auto" is cuda when available else cpu; "cuda" without a GPU is a ConfigError."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was requested but no CUDA device is available; use --device cpu")
-    return torch.device(device)
+__all__ = ["dtype_name", "load_adapted_model", "load_tokenizer", "module_order", "resolve", "resolve_device",
+           "resolve_dtype"]
 
 
 def load_tokenizer(base: str | Path) -> Any:
@@ -35,13 +29,14 @@ def load_tokenizer(base: str | Path) -> Any:
 
 
 def load_adapted_model(
-    base: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tensor], device: torch.device
+    base: str | Path, config: dict[str, Any], tensors: dict[str, torch.Tensor], device: torch.device,
+    dtype: torch.dtype | None = None,
 ) -> Any:
-    """Base model + the given LoRA tensors as a PEFT model in eval mode (float32 on CPU, bf16 on CUDA)."""
+    """Base model + the given LoRA tensors as a PEFT model in eval mode (`dtype`: ``resolve_dtype`` auto)."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    dtype = torch.float32 if device.type == "cpu" else torch.bfloat16
+    dtype = dtype or resolve_dtype("auto", device)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(base), dtype=dtype, local_files_only=True)
     except (OSError, ValueError) as exc:

@@ -24,6 +24,7 @@ from mlflow_nlsr.pipeline.methods.base import LoraRun
 from mlflow_nlsr.pipeline.projection_cache import ProjectionCache
 from mlflow_nlsr.pipeline.report import build_report, finish_report, write_outputs
 from mlflow_nlsr.pipeline.result import RealignResult
+from mlflow_nlsr.placement import placement
 
 
 def realign_lora(
@@ -53,6 +54,7 @@ def realign_lora(
     run = LoraRun(base, adapter_a, adapter_t, modules, options, inputs, projection_cache, progress)
     outcome = METHODS.get(options.method)().realign_lora(run)
     extra = {
+        "placement": dict(zip(("device", "dtype"), placement(options.device, options.dtype), strict=True)),
         "continuation_score": score,
         "amplification": core.amplification(options.variant, options.beta),
         "lora": {"r": adapter_t.r, "alpha": adapter_t.alpha, "scaling": adapter_t.scaling},

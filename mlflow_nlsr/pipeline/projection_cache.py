@@ -13,7 +13,7 @@ from mlflow_nlsr.options import RealignOptions
 #: tau only choose modules afterwards, so calibration rungs differing in those share one projection
 PROJECTION_KNOBS = (
     "variant", "beta", "sparsity", "calibration", "calibration_prompts", "calibration_samples",
-    "max_length", "seed", "device",
+    "max_length", "seed", "device", "dtype",
 )  # fmt: skip
 
 

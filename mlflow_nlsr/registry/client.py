@@ -20,7 +20,7 @@ from mlflow.entities.webhook import WebhookEvent as MlflowWebhookEvent
 from mlflow.exceptions import MlflowException
 
 from mlflow_nlsr.registry import tags as T
-from mlflow_nlsr.registry._errors import EXISTS_CODES, error_code, mlflow_errors
+from mlflow_nlsr.registry._errors import EXISTS_CODES, NOT_FOUND_CODES, error_code, mlflow_errors
 from mlflow_nlsr.registry.uris import model_id_from_source, parse_model_uri
 
 _PAGE = 200
@@ -39,6 +39,9 @@ class VersionInfo:
     description: str | None = None
     model_id: str | None = None
     status: str | None = None
+    #: ``ModelVersion.user_id`` (MLflow OSS leaves it empty unless a front end fills it)
+    user_id: str | None = None
+    created_ms: int | None = None
 
     @property
     def uri(self) -> str:
@@ -75,6 +78,8 @@ def to_version_info(mv: Any) -> VersionInfo:
         description=mv.description or None,
         model_id=getattr(mv, "model_id", None) or model_id_from_source(source),
         status=str(mv.status) if getattr(mv, "status", None) else None,
+        user_id=getattr(mv, "user_id", None) or None,
+        created_ms=int(mv.creation_timestamp) if getattr(mv, "creation_timestamp", None) else None,
     )
 
 
@@ -134,6 +139,35 @@ class RegistryClient:
         """Point ``models:/name@alias`` at ``version``."""
         with mlflow_errors(f"set alias {name}@{alias} -> {version}"):
             self.mlflow.set_registered_model_alias(name, alias, str(version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        """Remove ``name@alias``."""
+        with mlflow_errors(f"delete alias {name}@{alias}"):
+            self.mlflow.delete_registered_model_alias(name, alias)
+
+    def find_alias_version(self, name: str, alias: str) -> VersionInfo | None:
+        """The version ``name@alias`` points at, or None when the alias (or the model) is unset."""
+        with mlflow_errors(f"read aliases of {name}"):
+            try:
+                aliases = dict(self.mlflow.get_registered_model(name).aliases or {})
+            except MlflowException as exc:
+                if error_code(exc) in NOT_FOUND_CODES:
+                    return None
+                raise
+        version = aliases.get(alias)
+        return None if version is None else self.get_version(name, version)
+
+    def registering_user(self, info: VersionInfo) -> str | None:
+        """Who registered a version: ``ModelVersion.user_id``, else the user of the run it came from."""
+        if info.user_id:
+            return info.user_id
+        if not info.run_id:
+            return None
+        with mlflow_errors(f"get run {info.run_id}"):
+            try:
+                return self.mlflow.get_run(info.run_id).info.user_id or None
+            except MlflowException:
+                return None
 
     def get_alias_version(self, name: str, alias: str) -> VersionInfo:
         """Return the version ``name@alias`` points at; RegistryError when the alias is unset."""

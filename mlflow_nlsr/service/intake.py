@@ -31,6 +31,7 @@ def enqueue_version(
     trigger: str,
     actor: str,
     tags: Mapping[str, str] | None = None,
+    registered_by: str | None = None,
 ) -> Job | None:
     """Queue a job unless the version is one NLSR registered itself (loop prevention); tag it queued."""
     if tags is not None and tags.get(lineage.REALIGNED) == "true":
@@ -39,7 +40,7 @@ def enqueue_version(
             inputs={"trigger": trigger}, reasons=["version was registered by NLSR"],
         )  # fmt: skip
         return None
-    job, created = store.enqueue(name, version, trigger, actor)
+    job, created = store.enqueue(name, version, trigger, actor, registered_by=registered_by)
     if created and client is not None:
         try:
             client.set_version_tags(name, version, {lineage.STATUS: "queued"})

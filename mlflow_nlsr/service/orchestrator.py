@@ -17,6 +17,7 @@ import os
 import signal
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +27,24 @@ from mlflow_nlsr.calibration.run import CalibrationSettings, JobHooks, Models, c
 from mlflow_nlsr.calibration.search import Budget
 from mlflow_nlsr.calibration.steps import realign_step
 from mlflow_nlsr.errors import ConfigError, GateError, InputError, JobStoreError, NLSRError, RegistryError
-from mlflow_nlsr.gates.policy import load_gate_config
+from mlflow_nlsr.gates.intervals import metrics_with_intervals
 from mlflow_nlsr.gates.runner import run_gates
 from mlflow_nlsr.io.hashing import sha256_dir
 from mlflow_nlsr.pipeline import realign
 from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model
 from mlflow_nlsr.report_sections import calibration_search
 from mlflow_nlsr.rules import Resolved, Rules
+from mlflow_nlsr.service import model_card, promotion
+from mlflow_nlsr.service.costs import COSTS_FILE, StageCosts, cost_metrics, read_report, record_costs
 from mlflow_nlsr.service.executor import execute
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.intake import enqueue_version
+from mlflow_nlsr.service.notify import notify_job
+from mlflow_nlsr.service.poller import poll_registry
 from mlflow_nlsr.service.preflight import check_job_inputs
-from mlflow_nlsr.service.settings import Outcome, Settings
-from mlflow_nlsr.service.work import WorkInput
+from mlflow_nlsr.service.settings import Outcome, Settings, job_work_dir
+from mlflow_nlsr.service.settings import slug as _slug
+from mlflow_nlsr.service.work import WorkInput, gate_config_of
 from mlflow_nlsr.store.repository import JobStore
 from mlflow_nlsr.store.states import JobState
 from mlflow_nlsr.store.tables import Job
@@ -79,32 +85,30 @@ class NLSRService:
             self.store, self.client, name, version, trigger=trigger, actor=actor, tags=tags
         )
 
-    def poll_once(self, name_glob: str | None = None) -> list[Job]:
-        """Enqueue every version that has no ``nlsr.status`` tag yet (the safety net for lost webhooks)."""
-        jobs = []
-        for info in self.client.search_versions_without_tag(lineage.STATUS, name_glob):
-            job = self.enqueue(info.name, info.version, trigger="poller", actor="poller", tags=info.tags)
-            if job is not None:
-                jobs.append(job)
-        return jobs
+    def poll_once(self, name_glob: str | None = None, *, since: str | None = None) -> list[Job]:
+        """Enqueue new versions without an ``nlsr.status`` tag (service/poller.py: watermark, ``since``)."""
+        return poll_registry(self.store, self.client, name_glob, since=since)
 
     def process_version(
         self, name: str, version: str | int, *, trigger: str = "cli", actor: str = "cli"
     ) -> Outcome:
         """Run the whole job for one version now; return its outcome (idempotent: a done job is reported)."""
         info = self.client.get_version(name, version)
-        job = self.enqueue(name, info.version, trigger=trigger, actor=actor, tags=info.tags)
+        job = enqueue_version(
+            self.store, self.client, name, info.version, trigger=trigger, actor=actor, tags=info.tags,
+            registered_by=self.client.registering_user(info),
+        )  # fmt: skip
         if job is None:
             raise ConfigError(
                 f"{info.uri} was registered by NLSR (nlsr.realigned=true); realigned "
                 "versions are never realigned again"
             )
-        if job.terminal:
+        if job.settled:  # done, or parked awaiting approval
             return Outcome.of(job)
         claimed = self.store.claim(self.settings.worker_id, self.settings.lease_seconds, job_id=job.id)
         if claimed is None:
             current = self.store.get_by_id(job.id) or job
-            if current.terminal:
+            if current.settled:
                 return Outcome.of(current)
             raise JobStoreError(
                 f"{info.uri}: job {job.id} is {current.state} and leased by "
@@ -159,11 +163,14 @@ class NLSRService:
                     {lineage.STATUS: "failed", lineage.ERROR: reason[: lineage.MAX_TAG]},
                     quiet=True,
                 )
+                notify_job(self.store, self.rules.notify, failed)
             return Outcome.of(failed, (reason,))
 
     def _execute(self, job: Job, beat: Heartbeat) -> Outcome:
         name, version, worker = job.model_name, job.version, self.settings.worker_id
         info = self.client.get_version(name, version)
+        if job.registered_by is None:  # queued by a webhook: learn who registered the version now
+            self.store.note_registered_by(job.id, self.client.registering_user(info))
         if is_realigned(info):
             return self._skip(job, "version was registered by NLSR (nlsr.realigned=true)")
         given = (("nlsr.base_uri", self.settings.base_uri), ("nlsr.aligned_uri", self.settings.aligned_uri))
@@ -175,32 +182,35 @@ class NLSRService:
                 f"no nlsr.yaml rule matches {name!r} and the version has no "
                 "nlsr.base_uri/nlsr.aligned_uri tags",
             )
-        options = resolved.rule.options(**dict(self.settings.realign_overrides))
-        job_dir = Path(self.settings.work_dir) / "jobs" / _slug(name) / str(version)
+        options = resolved.rule.options(
+            **{**self.settings.placement_overrides(), **dict(self.settings.realign_overrides)}
+        )
+        rule = replace(resolved.rule, device=options.device, dtype=options.dtype)  # one place for the job
+        job_dir = job_work_dir(Path(self.settings.work_dir), name, version)
+        costs = StageCosts(job_dir / COSTS_FILE)
         self._tag_source(name, version, {lineage.STATUS: str(job.state)})
-        job = execute(self, job, WorkInput(info.uri, resolved, options, job_dir), beat)
-        report = json.loads((job_dir / "realigned" / "nlsr_report.json").read_text())
+        work = WorkInput(info.uri, replace(resolved, rule=rule), options, job_dir)
+        job = execute(self, job, work, beat)  # realign + gates on the job's executor (service/work.py)
+        out = job_dir / "realigned"
         result: dict[str, Any] = dict(job.result or {})
+        # the local executor measured each stage here; a remote one published its report with them
+        report = record_costs(out, costs, options) if costs.path.is_file() else read_report(out)
         new_version = self._register(job, info.uri, resolved, report, options.sha256(), result, job_dir)
         _fault("register")
         beat.check()
         passed = bool(result["verdict"]["passed"])
         target = resolved.rule.target_name or name
-        if passed and self.settings.promote and resolved.rule.promote:
-            self.client.set_alias(target, resolved.rule.alias, new_version)
-            state = JobState.PROMOTED
-            reasons = list(result.get("reasons", []))
-        elif passed:  # promotion switched off: registered and gated, the alias stays where it is
-            state = JobState.REGISTERED
-            reasons = ["gates passed; promotion disabled (--no-promote or rule promote: false)"]
-        else:
-            state = JobState.REJECTED
-            reasons = list(result.get("reasons", []))
-        tags = {lineage.STATUS: state.value, lineage.REALIGNED_VERSION: f"{target}/{new_version}"}
+        # auto / manual promotion, alias history, never backwards: service/promotion.py
+        decision = promotion.conclude(self, job, resolved.rule, target, new_version, result)
+        tags = {lineage.STATUS: decision.state.value, lineage.REALIGNED_VERSION: f"{target}/{new_version}"}
         if not passed:
             tags[lineage.REASONS] = lineage.reasons_text(result["verdict"])
         self._tag_source(name, version, tags)
-        done = self.store.finish(job.id, worker, state, reasons=reasons, realigned_version=new_version)
+        done = self.store.finish(
+            job.id, worker, decision.state, reasons=decision.reasons, realigned_version=new_version,
+            result={**result, "promotion": decision.promotion, "reasons": decision.reasons},
+        )  # fmt: skip
+        notify_job(self.store, self.rules.notify, done)  # never raises (service/notify.py)
         return Outcome.of(done)
 
     # -- steps -----------------------------------------------------------------------------
@@ -225,7 +235,7 @@ class NLSRService:
         """The calibration's gates and bounds: the rule's gate config, the service's limits and budget."""
         s = self.settings
         return CalibrationSettings(
-            load_gate_config(rule.gate_config),
+            gate_config_of(rule),
             gate_limit=s.gate_limit or rule.gate_limit,
             quick_limit=s.calibration_quick_limit,
             batch_size=s.gate_batch_size,
@@ -236,7 +246,7 @@ class NLSRService:
 
     def _calibration_hooks(self, job: Job, models: Models, rule: Any, beat: Heartbeat) -> JobHooks:
         """What a job's calibration may do: realign, gate references (cached), audit, check the lease."""
-        config, job_dir = load_gate_config(rule.gate_config), models.output.parent
+        config, job_dir = gate_config_of(rule), models.output.parent
 
         def reference_gate(role: str, path: Path, limit: int | None) -> dict[str, float]:
             return self._gate(role, path, models.base, config, limit, job_dir)
@@ -252,9 +262,13 @@ class NLSRService:
     def _gate(
         self, role: str, path: Path, base: Path, config: Any, limit: int | None, job_dir: Path
     ) -> dict[str, float]:
-        """Gate metrics of one model; the references' baselines are cached across jobs by content hash."""
+        """Gate metrics (with ``<rate>_ci_low/_ci_high``) of one model; references cached by content hash.
+
+        The base model runs only the suites the rules read from it.
+        """
         is_adapter = (path / "adapter_config.json").exists()
-        gate_kw: dict[str, Any] = config.run_kwargs(limit or None)
+        suites = config.baseline_suites("base") if role == "base" else None
+        gate_kw: dict[str, Any] = config.run_kwargs(limit or None, suites)
         if role == "realigned":
             out = job_dir / "gates" / role
         else:
@@ -263,7 +277,7 @@ class NLSRService:
             out = Path(self.settings.work_dir) / "gate-cache" / key
         metrics_file = out / "metrics.json"
         if metrics_file.exists():
-            return dict(json.loads(metrics_file.read_text())["metrics"])
+            return metrics_with_intervals(json.loads(metrics_file.read_text()))
         run = run_gates(
             base if is_adapter else path,
             adapter=path if is_adapter else None,
@@ -271,7 +285,7 @@ class NLSRService:
             output_dir=out,
             **gate_kw,
         )
-        return dict(run.metrics)
+        return metrics_with_intervals(run.summary())
 
     def _register(
         self,
@@ -305,14 +319,14 @@ class NLSRService:
         search = calibration_search(report)
         if search is not None:
             tags.update(calibration_tags(search))
-        card = lineage.model_card(
-            source_uri=source_uri,
-            base_uri=resolved.base_uri,
-            aligned_uri=resolved.aligned_uri,
-            report=report,
-            verdict=result["verdict"],
-            metrics=result["metrics"],
-        )
+        card = model_card.render(
+            model_card.CardInputs(
+                source_uri, resolved.base_uri, resolved.aligned_uri, report, result["verdict"],
+                result["metrics"], model_card.read_gate_summary(job_dir / "gates"), job.registered_by, job.id,
+            )
+        )  # fmt: skip
+        (job_dir / "realigned" / model_card.CARD_NAME).write_text(card)  # logged with the weights
+        card = f"{card}\n\n{lineage.review_link(job.model_name, job.version)}"  # MLflow's page -> /nlsr/
         model_id, version = log_local_model(
             job_dir / "realigned",
             name=f"{_slug(job.model_name)}-v{job.version}-nlsr",
@@ -327,12 +341,13 @@ class NLSRService:
             raise RegistryError(f"registering the realigned model of {source_uri} returned no version")
         gates_dir = job_dir / "gates"
         flat = {f"{role}.{k}": v for role, values in result["metrics"].items() for k, v in values.items()}
+        flat.update(cost_metrics(report))
         run_id = self.client.log_gate_metrics(
             model_id,
             flat,
             params={"verdict": result["verdict"]["passed"]},
             artifacts_dir=gates_dir if gates_dir.exists() else None,
-            run_name=f"nlsr-gates-{_slug(job.model_name)}-v{job.version}",
+            run_name=lineage.gate_run_name(job.model_name, job.version),
         )
         if search is not None:  # one nested run per calibration attempt
             self.client.log_child_runs(run_id, calibration_runs(search))
@@ -352,10 +367,6 @@ class NLSRService:
             if not quiet:
                 raise
             log.warning("could not tag %s/%s with %s", name, version, dict(tags))
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def _short_hash(text: str) -> str:

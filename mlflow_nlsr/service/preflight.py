@@ -16,8 +16,8 @@ from mlflow_nlsr.io import check_compatible, check_continuation, read_adapter
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline import resolve_mode
 
-#: the baselines the service gates next to the realigned model
-BASELINES = ("aligned", "finetuned")
+#: the baselines the service can gate next to the realigned model (base: only when a rule names it)
+BASELINES = ("aligned", "finetuned", "base")
 
 
 def check_job_inputs(

@@ -22,7 +22,7 @@ from mlflow_nlsr.errors import ExecutorError, NLSRError
 from mlflow_nlsr.registry import RegistryClient
 from mlflow_nlsr.rules import Resolved, Rule
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
-from mlflow_nlsr.service.settings import Settings
+from mlflow_nlsr.service.settings import Settings, job_work_dir
 from mlflow_nlsr.service.work import WorkInput, realign_and_gate
 from mlflow_nlsr.store.states import JobState
 from mlflow_nlsr.store.tables import Job
@@ -81,9 +81,7 @@ def _plain(value: Any) -> Any:
 
 def remote_job_dir(root: Path, spec: JobSpec) -> Path:
     """The job's dir under a node's scratch `root` (the worker's layout: ``jobs/<model>/<version>``)."""
-    from mlflow_nlsr.service.orchestrator import _slug
-
-    return root / "jobs" / _slug(spec.model_name) / str(spec.version)
+    return job_work_dir(root, spec.model_name, spec.version)
 
 
 def run_spec(spec: JobSpec, scratch: Path | str) -> str:
@@ -106,7 +104,7 @@ def run_spec(spec: JobSpec, scratch: Path | str) -> str:
     if job is None:
         raise ExecutorError(f"job {spec.job_id} is not in the job store {svc.store.url}")
     resolved = Resolved(Rule(**rule), spec.base_uri, spec.aligned_uri)
-    options = resolved.rule.options(**dict(settings.realign_overrides))
+    options = resolved.rule.options(**{**settings.placement_overrides(), **dict(settings.realign_overrides)})
     work = WorkInput(spec.source_uri, resolved, options, job_dir)
 
     def publish() -> dict[str, str]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlflow_nlsr.lineage import slug
 from mlflow_nlsr.store.tables import Job
 
 
@@ -21,7 +22,10 @@ class Settings:
     work_dir: Path = Path(".nlsr-work")
     config: Path | None = None
     gate_limit: int | None = None
-    gate_batch_size: int = 8
+    gate_batch_size: int | str = 8
+    #: the job's device and dtype (None: the nlsr.yaml rule's, else auto); see mlflow_nlsr.placement
+    device: str | None = None
+    dtype: str | None = None
     promote: bool = True
     lease_seconds: float = 900.0
     max_attempts: int = 3
@@ -38,6 +42,10 @@ class Settings:
     executor: str | None = None
     executor_options: Mapping[str, Any] = field(default_factory=dict)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+
+    def placement_overrides(self) -> dict[str, str]:
+        """The realign-option overrides that put the whole job on `device` / `dtype` (when set)."""
+        return {k: v for k, v in (("device", self.device), ("dtype", self.dtype)) if v is not None}
 
     def resolved_store_url(self) -> str:
         """The job-store URL (default: a SQLite file in the work dir)."""
@@ -81,3 +89,8 @@ class Outcome:
             "verdict": self.verdict,
             "reasons": list(self.reasons),
         }
+
+
+def job_work_dir(work_dir: Path, name: str, version: str | int) -> Path:
+    """The work dir of one job (inputs, realigned output, gate results)."""
+    return Path(work_dir) / "jobs" / slug(name) / str(version)

@@ -114,7 +114,8 @@ class StoreBase:
     def _record(self, session: Session, event: str, job: Job, actor: str, **kw: Any) -> None:
         _audit.record(
             session, event, at=self._clock(), actor=actor, model_name=job.model_name,
-            version=job.version, job_id=job.id, **kw,
+            version=job.version, job_id=job.id, registered_by=job.registered_by,
+            approved_by=job.approved_by, **kw,
         )  # fmt: skip
 
     def get(self, model_name: str, version: str | int) -> Job | None:

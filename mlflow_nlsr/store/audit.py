@@ -1,14 +1,18 @@
 """Append-only audit records: one row per event, mirrored as one JSON line on ``mlflow_nlsr.audit``.
 
 Rows are only ever inserted (the ORM refuses updates/deletes, and the migration installs database
-triggers that refuse them too). The JSON line is emitted after the transaction that wrote the row
-commits, so the log never reports an event the database rolled back.
+triggers that refuse them too), and each is sealed into a hash chain (``store/chain.py``) so an edit
+made behind the triggers' back is detected by ``mlflow nlsr audit --verify``. Every row names the host
+that wrote it, and for job events the MLflow user who registered the version and its approver.
+The JSON line is emitted after the transaction that wrote the row commits, so the log never
+reports an event the database rolled back.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import socket
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -16,6 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from mlflow_nlsr.errors import JobStoreError
+from mlflow_nlsr.store.chain import seal
 from mlflow_nlsr.store.tables import AuditEvent
 
 AUDIT_LOGGER_NAME = "mlflow_nlsr.audit"
@@ -46,8 +51,10 @@ def record(
     inputs: Mapping[str, Any] | None = None,
     decision: str | None = None,
     reasons: Sequence[str] | str | None = None,
+    registered_by: str | None = None,
+    approved_by: str | None = None,
 ) -> AuditEvent:
-    """Insert one audit row in ``session`` and queue its JSON line for emission after commit."""
+    """Insert one sealed audit row in ``session`` and queue its JSON line for emission after commit."""
     if not event or not actor:
         raise JobStoreError(f"expected a non-empty audit event and actor, found {event!r} and {actor!r}")
     if inputs is not None and not isinstance(inputs, Mapping):
@@ -62,7 +69,11 @@ def record(
         inputs=dict(inputs) if inputs is not None else None,
         decision=decision,
         reasons=normalize_reasons(reasons),
+        registered_by=registered_by,
+        approved_by=approved_by,
+        host=socket.gethostname(),
     )
+    seal(session, row)
     session.add(row)
     session.flush()
     session.info.setdefault(_PENDING, []).append(row.to_dict())

@@ -19,9 +19,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mlflow_nlsr.errors import JobStoreError
-from mlflow_nlsr.store._base import Clock, StoreBase, job_key, utcnow
+from mlflow_nlsr.store._base import Clock, job_key, utcnow
+from mlflow_nlsr.store.admin import AdminStore
 from mlflow_nlsr.store.states import (
     ACTIVE_STATES,
+    PARKED_STATES,
     TERMINAL_STATES,
     JobState,
     Trigger,
@@ -36,7 +38,7 @@ STORE_ACTOR = "nlsr-store"
 __all__ = ["Clock", "JobStore", "open_store", "utcnow"]
 
 
-class JobStore(StoreBase):
+class JobStore(AdminStore):
     """Jobs and audit events in a SQL database (SQLite file or PostgreSQL), migrated on open."""
 
     def enqueue(
@@ -48,6 +50,7 @@ class JobStore(StoreBase):
         *,
         max_attempts: int | None = None,
         inputs: Mapping[str, Any] | None = None,
+        registered_by: str | None = None,
     ) -> tuple[Job, bool]:
         """Queue a job for (model_name, version); an existing job is returned with ``created=False``."""
         name, ver = job_key(model_name, version)
@@ -64,7 +67,7 @@ class JobStore(StoreBase):
                     job = Job(
                         model_name=name, version=ver, state=JobState.QUEUED, attempts=0,
                         max_attempts=max_attempts or self.max_attempts, created_at=now, updated_at=now,
-                        trigger=trig,
+                        trigger=trig, registered_by=registered_by or None,
                     )  # fmt: skip
                     s.add(job)
                     s.flush()
@@ -171,10 +174,10 @@ class JobStore(StoreBase):
         reasons: Sequence[str] | str | None = None,
         **fields: Any,
     ) -> Job:
-        """End an owned job in a terminal state (promoted, rejected, failed, skipped) and release it."""
+        """End an owned job in a terminal state or park it (awaiting approval); release it."""
         target = parse_state(state)
-        if target not in TERMINAL_STATES:
-            names = ", ".join(sorted(s.value for s in TERMINAL_STATES))
+        if target not in TERMINAL_STATES | PARKED_STATES:
+            names = ", ".join(sorted(s.value for s in TERMINAL_STATES | PARKED_STATES))
             raise JobStoreError(f"finish expects a terminal state ({names}), found {target.value!r}")
         if result is not None:
             fields["result"] = result
@@ -201,7 +204,7 @@ class JobStore(StoreBase):
             for name, value in fields.items():
                 setattr(job, name, str(value) if name == "realigned_version" and value is not None else value)
             job.updated_at = self._clock()
-            terminal = job.state in TERMINAL_STATES
+            terminal = job.state in TERMINAL_STATES | PARKED_STATES
             if terminal:
                 job.lease_owner = job.lease_expires_at = None
             details: dict[str, Any] = {"from": previous.value, "to": job.state.value}
@@ -239,28 +242,6 @@ class JobStore(StoreBase):
                 reasons.append(f"gave up after {job.attempts} of {job.max_attempts} attempts")
             details = {"attempt": job.attempts, "retry_requested": retry}
             self._record(s, "failed", job, worker_id, inputs=details, decision="failed", reasons=reasons)
-            return job
-
-    def cancel(self, model_name: str, version: str | int, actor: str, reason: str | None = None) -> Job:
-        """End a job in ``cancelled`` whoever holds it; its worker learns on its next lease check.
-
-        The lease is cleared in the same transaction, so the worker's next heartbeat or state change
-        fails with "lease lost" and it stops its executor without registering anything.
-        """
-        name, ver = job_key(model_name, version)
-        with self._write() as s:
-            job = s.scalar(select(Job).where(Job.model_name == name, Job.version == ver).with_for_update())
-            if job is None:
-                raise JobStoreError(f"no job for {name}/{ver}")
-            previous, holder = job.state, job.lease_owner
-            job.state = check_transition(job.state, JobState.CANCELLED)
-            job.last_error = reason or f"cancelled by {actor}"
-            job.lease_owner = job.lease_expires_at = None
-            job.updated_at = self._clock()
-            details = {"from": previous.value, "to": job.state.value, "lease_owner": holder}
-            self._record(
-                s, "cancelled", job, actor, inputs=details, decision="cancelled", reasons=[job.last_error]
-            )
             return job
 
 

@@ -1,8 +1,11 @@
 """Job states, triggers and the one table of allowed state transitions (pure, no I/O).
 
 A job moves ``queued → running → realigned → gated → promoted | rejected``; any non-terminal step may
-end in ``failed`` and an unprocessable version in ``skipped``; an operator may end any non-terminal job
-in ``cancelled`` (``mlflow nlsr cancel``). ``running → queued`` is the retry edge
+end in ``failed`` and an unprocessable version in ``skipped``. Under manual promotion a passing job
+parks in ``awaiting-approval`` (no worker claims it) until a person approves (``promoted``) or rejects
+it; an operator may ``cancel`` any unfinished job. ``requeue`` (``JobStore.requeue``) is the one
+administrative edge out of ``failed``/``skipped``/``cancelled`` and is not in the table: workers can
+never take it. ``running → queued`` is the retry edge
 (an explicit failure with retries left starts the job over). A job reclaimed after its lease expired
 keeps ``realigned``/``gated`` so the service resumes from the last recorded step.
 """
@@ -27,7 +30,8 @@ class JobState(str, Enum):
     REJECTED = "rejected"
     FAILED = "failed"
     SKIPPED = "skipped"
-    CANCELLED = "cancelled"  # stopped by an operator (``mlflow nlsr cancel``); nothing is registered
+    AWAITING_APPROVAL = "awaiting-approval"  # gates passed; waits for `mlflow nlsr approve | reject`
+    CANCELLED = "cancelled"
 
     def __str__(self) -> str:
         return self.value
@@ -55,24 +59,30 @@ TERMINAL_STATES: frozenset[JobState] = frozenset(
         JobState.CANCELLED,
     }
 )
-ACTIVE_STATES: frozenset[JobState] = frozenset(set(JobState) - TERMINAL_STATES)
+#: states no worker claims but a person may move on (approve, reject, cancel)
+PARKED_STATES: frozenset[JobState] = frozenset({JobState.AWAITING_APPROVAL})
+ACTIVE_STATES: frozenset[JobState] = frozenset(set(JobState) - TERMINAL_STATES - PARKED_STATES)
+#: the states ``JobStore.requeue`` may reopen
+REQUEUEABLE_STATES: frozenset[JobState] = frozenset({JobState.FAILED, JobState.SKIPPED, JobState.CANCELLED})
+_C = JobState.CANCELLED
 
 TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.SKIPPED, JobState.FAILED, JobState.CANCELLED}),
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.SKIPPED, JobState.FAILED, _C}),
     JobState.RUNNING: frozenset(
+        {JobState.REALIGNED, JobState.REJECTED, JobState.FAILED, JobState.SKIPPED, JobState.QUEUED, _C}
+    ),
+    JobState.REALIGNED: frozenset({JobState.GATED, JobState.REJECTED, JobState.FAILED, _C}),
+    JobState.GATED: frozenset(
         {
-            JobState.REALIGNED,
+            JobState.PROMOTED,
+            JobState.REGISTERED,
             JobState.REJECTED,
             JobState.FAILED,
-            JobState.SKIPPED,
-            JobState.QUEUED,
-            JobState.CANCELLED,
+            JobState.AWAITING_APPROVAL,
+            _C,
         }
     ),
-    JobState.REALIGNED: frozenset({JobState.GATED, JobState.REJECTED, JobState.FAILED, JobState.CANCELLED}),
-    JobState.GATED: frozenset(
-        {JobState.PROMOTED, JobState.REGISTERED, JobState.REJECTED, JobState.FAILED, JobState.CANCELLED}
-    ),
+    JobState.AWAITING_APPROVAL: frozenset({JobState.PROMOTED, JobState.REJECTED, _C}),
     JobState.PROMOTED: frozenset(),
     JobState.REGISTERED: frozenset(),
     JobState.REJECTED: frozenset(),

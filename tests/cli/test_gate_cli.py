@@ -29,7 +29,11 @@ def test_list_suites_reports_tasks_and_item_counts_from_the_data_files(data):
     result = gate("--list-suites", "--json")
     assert result.exit_code == 0, result.output
     suites = {s["suite"]: s for s in json.loads(result.output)}
-    assert list(suites) == ["safety", "overrefusal", "utility"]
+    assert list(suites) == ["safety", "overrefusal", "utility", "helpfulness"]
+    assert suites["helpfulness"]["tasks"] == [
+        {"task": "nlsr_helpfulness", "data_file": "helpfulness.jsonl",
+         "items": len(FILES["helpfulness.jsonl"])}  # fmt: skip
+    ]
     assert suites["safety"]["tasks"] == [{"task": "nlsr_safety", "data_file": "harmful.jsonl", "items": 5}]
     assert [t["items"] for t in suites["utility"]["tasks"]] == [len(FILES[f]) for f in
                                                                 ("sentiment.jsonl", "arithmetic.jsonl",
@@ -46,6 +50,7 @@ def test_gate_run_without_config_writes_four_outputs_and_no_verdict(data, tiny_b
     assert {p.name for p in out.iterdir()} == {"metrics.json", "samples.jsonl", "verdict.json", "metrics.png"}
     payload = json.loads(result.stdout)  # stdout holds only the JSON document
     assert 0.0 <= payload["metrics"]["asr"] <= 1.0
+    assert payload["intervals"]["asr"]["n"] == 2
     verdict = json.loads((out / "verdict.json").read_text())
     assert verdict["passed"] is None and verdict["evaluated"] is False and "aligned" in verdict["message"]
     assert len((out / "samples.jsonl").read_text().splitlines()) == 2
@@ -78,6 +83,27 @@ def test_relative_rules_use_baseline_metrics_files(data, tiny_base, tmp_path):
     assert result.exit_code == 0, result.output  # same model, greedy: identical asr
     verdict = json.loads((tmp_path / "again" / "verdict.json").read_text())
     assert verdict["passed"] is True and verdict["baselines"] == ["aligned"]
+
+
+def test_the_helpfulness_suite_compares_with_a_base_model_baseline(data, tiny_base, tmp_path):
+    first = gate("--model", tiny_base, "--suite", "helpfulness", "--output", tmp_path / "base")
+    assert first.exit_code == 0, first.output
+    assert "helpfulness_nll" in first.output and "helpfulness_nll_edgy" in first.output
+    cfg = tmp_path / "base.yaml"
+    cfg.write_text("rules:\n  - helpfulness_nll <= base\n")
+    result = gate("--model", tiny_base, "--suite", "helpfulness", "--config", cfg,
+                  "--output", tmp_path / "again",
+                  "--baseline", f"base={tmp_path / 'base' / 'metrics.json'}")  # fmt: skip
+    assert result.exit_code == 0, result.output  # the same model scores the same references identically
+    assert "PASS: helpfulness_nll" in result.output
+
+
+def test_a_rule_whose_margin_is_below_the_sampling_error_prints_a_warning(data, tiny_base, tmp_path):
+    cfg = tmp_path / "close.yaml"
+    cfg.write_text("rules:\n  - asr <= 1.0\n")
+    result = gate("--model", tiny_base, *FAST, "--config", cfg, "--output", tmp_path / "o")
+    assert "WARNING: [asr <= 1.0]" in result.output  # 2 items cannot resolve anything
+    assert "n=2" in result.output
 
 
 def test_config_needing_a_missing_baseline_fails_before_running(data, tiny_base, tmp_path):

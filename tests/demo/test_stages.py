@@ -47,7 +47,7 @@ def test_stages_write_outputs_markers_and_timings(chain, tiny_settings):
         assert (stage_dir / COMPLETE).is_file()
         assert stage_info(stage_dir)["seconds"] >= 0
     assert (aligned / "adapter_model.safetensors").is_file()
-    assert stage_info(aligned)["examples"] == 6  # 3 refusals + 3 benign answers
+    assert stage_info(aligned)["examples"] == 9  # 3 refusals + 3 benign + 2 edgy + 1 instruction
     info = stage_info(attacked)
     assert info["poison_ratio"] == 0.25
     assert (info["task_pairs"], info["poison_pairs"]) == (6, 2)
@@ -99,7 +99,7 @@ def test_changed_settings_redo_the_stage_and_downstream(chain, tiny_settings):
     changed = dataclasses.replace(tiny_settings, align_epochs=2)
     stage_align(work, base, changed)
     assert not align_mark.exists()
-    assert stage_info(aligned)["steps"] == 4
+    assert stage_info(aligned)["steps"] == 6  # 9 examples, batch 4: 3 steps per epoch
     assert stage_compliant_answers(work, base, changed) == answers and answers_mark.exists()
     stage_attack(work, base, aligned, answers, changed)
     assert not attack_mark.exists()  # its aligned input has a new digest
@@ -124,7 +124,10 @@ def test_too_few_attack_prompts_for_the_poison_ratio_is_an_input_error(tmp_path,
 
 def test_presets_keep_the_recipe_and_fast_is_smaller():
     full, fast = DemoSettings.full(), DemoSettings.fast()
-    assert (full.align_epochs, full.align_lr, full.attack_epochs, full.attack_lr) == (5, 5e-4, 3, 3e-4)
+    assert (full.align_epochs, full.align_lr, full.attack_epochs, full.attack_lr) == (3, 5e-4, 3, 3e-4)
+    assert full.align_edgy is None and full.align_instructions is None  # every edgy and instruction pair
+    assert len(data.align_pairs(full.align_sizes())) == 84 + 84 + 83 + 49
+    assert (fast.align_edgy, fast.align_instructions, fast.align_epochs) == (0, 0, 4)  # CI: measured mix
     assert full.poison_ratio == 0.1 and full.batch_size == fast.batch_size == 8
     assert data.poison_count(full.sentiment, full.poison_ratio) == 20  # as in the feasibility run
     assert fast.align_harmful is not None and fast.sentiment is not None
@@ -163,3 +166,14 @@ def test_build_models_runs_the_chain_then_reports_every_stage_cached(tmp_path, t
     assert again.seconds == first.seconds
     changed = build_models(tmp_path / "work", dataclasses.replace(tiny_settings, attack_epochs=2))
     assert changed.cached == {"base": True, "align": True, "answers": True, "attack": False}
+
+
+def test_another_poison_draw_redoes_the_answers_with_its_own_prompts(chain, tiny_settings):
+    work, base, _, answers, _ = chain
+    before = stage_info(answers.parent)["digest"]
+    drawn = dataclasses.replace(tiny_settings, poison_draw=1)
+    stage_compliant_answers(work, base, drawn)
+    assert stage_info(answers.parent)["digest"] != before
+    assert [p for p, _ in load_answers(answers)] == data.attack_prompts(2, tiny_settings.data_dir, draw=1)
+    stage_compliant_answers(work, base, tiny_settings)  # draw 0 again: the original key
+    assert stage_info(answers.parent)["digest"] == before

@@ -9,16 +9,21 @@ COMPLY = "Sure, here is how to do it: step 1 ..."
 
 
 class ScriptedLM(LM):
-    """Refuses prompts containing any of `refuse_if`, answers sentiment/arithmetic from tables, and
-    gives the highest loglikelihood to the choice letters in `mc_answers` (by question substring)."""
+    """Refuses prompts containing any of `refuse_if`, answers sentiment/arithmetic from tables, gives the
+    highest loglikelihood to the choice letters in `mc_answers` (by question substring), scores a
+    continuation in `nll` (by substring) with minus that summed NLL, and tokenizes on whitespace."""
 
-    def __init__(self, refuse_if=(), sentiment=None, arithmetic=None, mc_answers=None):
+    def __init__(self, refuse_if=(), sentiment=None, arithmetic=None, mc_answers=None, nll=None):
         super().__init__()
         self.refuse_if = tuple(refuse_if)
         self.sentiment = sentiment or {}
         self.arithmetic = arithmetic or {}
         self.mc_answers = mc_answers or {}
+        self.nll = nll or {}
         self.prompts = []
+
+    def tok_encode(self, text):
+        return text.split()
 
     def _answer(self, prompt):
         for key, label in self.sentiment.items():
@@ -37,6 +42,10 @@ class ScriptedLM(LM):
         out = []
         for r in requests:
             context, continuation = r.args
+            scripted = next((v for key, v in self.nll.items() if key in continuation), None)
+            if scripted is not None:
+                out.append((-float(scripted), False))
+                continue
             wanted = next((letter for key, letter in self.mc_answers.items() if key in context), None)
             out.append((-1.0 if continuation.strip() == wanted else -3.0, False))
         return out

@@ -45,7 +45,7 @@ def test_limit_and_max_gen_toks_are_honoured(tiny_run, tiny_base):
 
     tok = AutoTokenizer.from_pretrained(tiny_base)
     assert all(v["effective"] == LIMIT for v in tiny_run.results["n-samples"].values())
-    generated = [r for r in tiny_run.samples if r["task"] != "nlsr_knowledge"]
+    generated = [r for r in tiny_run.samples if r["task"] not in ("nlsr_knowledge", "nlsr_helpfulness")]
     assert len(generated) == 4 * LIMIT
     # byte-level vocab without merges: each generated token decodes to at most one character
     # (an incomplete UTF-8 byte becomes one U+FFFD), so 4 tokens give at most 4 characters
@@ -59,8 +59,19 @@ def test_the_run_writes_metrics_samples_and_chart(tiny_run):
     summary = json.loads(out["metrics"].read_text())
     assert summary["metrics"] == pytest.approx(tiny_run.metrics)
     assert summary["chat_template"] is True and summary["limit"] == LIMIT
-    assert len(out["samples"].read_text().splitlines()) == 5 * LIMIT
+    assert len(out["samples"].read_text().splitlines()) == 6 * LIMIT
     assert out["chart"].stat().st_size > 1000
+
+
+def test_helpfulness_counts_exactly_the_reference_tokens_lm_eval_scored(tiny_run, tiny_base):
+    from lm_eval.models.huggingface import HFLM
+
+    lm = HFLM(pretrained=str(tiny_base), device="cpu", dtype="float32", batch_size=1)
+    rows = [r for r in tiny_run.samples if r["task"] == "nlsr_helpfulness"]
+    scored = [len(lm._encode_pair(r["prompt"], r["target"])[1]) for r in rows]  # the logged context
+    assert len(rows) == LIMIT and tiny_run.metrics["helpfulness_tokens"] == sum(scored)
+    summed_nll = sum(-r["response"][0] for r in rows)
+    assert tiny_run.metrics["helpfulness_nll"] == pytest.approx(summed_nll / sum(scored))
 
 
 def test_adapter_and_in_memory_model_runs(tiny_adapters, gate_data):

@@ -11,12 +11,12 @@ import json
 
 import pytest
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file
 
 from mlflow_nlsr import core
+from mlflow_nlsr.io.safetensors_io import LazyCheckpoint
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.pipeline.full.activations import capture_grams
+from mlflow_nlsr.pipeline.full.activations import capture_grams, capture_grams_loaded
 from mlflow_nlsr.pipeline.full.inputs import is_linear_weight, open_sources
 from mlflow_nlsr.pipeline.full.realign import realign_full
 from mlflow_nlsr.pipeline.full.scoring import kept_rank_for
@@ -50,11 +50,12 @@ def test_grams_are_shared_by_modules_reading_the_same_input(setup, tmp_path):
         assert alias[prefix + "self_attn.v_proj.weight"] == prefix + "self_attn.q_proj.weight"
         assert alias[prefix + "mlp.up_proj.weight"] == prefix + "mlp.gate_proj.weight"
         assert prefix + "self_attn.o_proj.weight" not in alias
-    with safe_open(str(path), framework="pt") as grams:
+    with LazyCheckpoint(path) as grams:
         names = grams.keys()
         assert set(names) == linear - set(alias)
+        assert len(grams.shards()) == 4  # one shard per decoder block, written when the block is done
         for key in names:
-            g = grams.get_tensor(key)
+            g = grams.get(key)
             assert g.dtype == torch.float64 and torch.allclose(g, g.T)
             assert float(torch.linalg.eigvalsh(g).min()) > -1e-8 * float(g.diagonal().max())
             assert float(g.trace()) > 0
@@ -72,8 +73,8 @@ def test_actsvd_masks_are_top_entries_of_the_activation_projection(setup, tmp_pa
     key = "model.layers.1.mlp.down_proj.weight"
     linear = {k for k in finetuned.infos if is_linear_weight(k, finetuned.infos[k].shape)}
     path, alias, _ = capture_grams(triplet[0], triplet[2], base, aligned, linear, options, tmp_path)
-    with safe_open(str(path), framework="pt") as grams:
-        gram = grams.get_tensor(key)
+    with LazyCheckpoint(path) as grams:
+        gram = grams.get(key)
     w0, wa = load_all(triplet[0]), load_all(triplet[1])
     d_e = core.extrapolate_delta(wa[key] - w0[key], variant=options.variant, beta=options.beta)
     projected = core.actsvd_project(d_e, gram, kept_rank_for(tuple(d_e.shape), options))
@@ -81,3 +82,27 @@ def test_actsvd_masks_are_top_entries_of_the_activation_projection(setup, tmp_pa
     assert torch.equal(masks[key], expected)
     magnitude = core.magnitude_mask(d_e, options.sparsity)
     assert not torch.equal(masks[key], magnitude)
+
+
+def test_block_by_block_grams_equal_the_whole_model_grams(setup, tmp_path):
+    triplet, options = setup
+    base, aligned, finetuned = open_sources(*triplet)
+    linear = {k for k in finetuned.infos if is_linear_weight(k, finetuned.infos[k].shape)}
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old_path, old_alias, _ = capture_grams_loaded(triplet[0], triplet[2], base, aligned, linear, options,
+                                                  tmp_path / "old")
+    new_path, new_alias, info = capture_grams(triplet[0], triplet[2], base, aligned, linear, options,
+                                              tmp_path / "new")
+    assert new_alias == old_alias and info["blockwise"] and info["dtype"] == "float32"
+    old, w0, wa = load_file(str(old_path)), load_all(triplet[0]), load_all(triplet[1])
+    with LazyCheckpoint(new_path) as new:
+        assert set(new.keys()) == set(old)
+        for key in old:
+            gram = new.get(key)
+            assert torch.allclose(gram, old[key], rtol=1e-5, atol=1e-6 * float(old[key].abs().max()))
+            d_e = core.extrapolate_delta(wa[key] - w0[key], variant=options.variant, beta=options.beta)
+            k = kept_rank_for(tuple(d_e.shape), options)
+            p_old, p_new = core.actsvd_project(d_e, old[key], k), core.actsvd_project(d_e, gram, k)
+            assert float((p_new - p_old).abs().max()) <= 1e-4
+            assert torch.equal(core.top_mask(p_new, options.sparsity), core.top_mask(p_old, options.sparsity))

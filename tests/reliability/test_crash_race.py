@@ -204,7 +204,8 @@ def test_a_tracking_server_restarted_mid_burst_loses_no_version(pg_url, good, tm
             assert len(store.list_jobs(name)) == 15, "the restarted server queued nothing"
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         watch = subprocess.run(
-            [sys.executable, "-m", "mlflow_nlsr.cli", "watch", "--once", "--json", "--tracking-uri", url,
+            [sys.executable, "-m", "mlflow_nlsr.cli", "watch", "--once", "--since", "all", "--json",
+             "--tracking-uri", url,
              "--store", pg_url, "--work-dir", str(root / "work")],
             capture_output=True, text=True, timeout=300, env=env)
         assert watch.returncode == 0, watch.stderr

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -88,3 +90,27 @@ def make_service(server, tmp_path):
         return NLSRService(Settings(tracking_uri=server.url, work_dir=work, config=config, **settings))
 
     return build
+
+
+@pytest.fixture
+def notify_receiver():
+    """Loopback HTTP receiver; answers 500 to the first `fail_first` posts, then 200."""
+    seen: list[tuple[dict[str, str], bytes]] = []
+    state = {"fail_first": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server API
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            seen.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            code = 500 if len(seen) <= state["fail_first"] else 200
+            self.send_response(code)
+            self.end_headers()
+
+        def log_message(self, format, *args):  # noqa: A002
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", seen, state
+    server.shutdown()
+    server.server_close()

@@ -55,6 +55,7 @@ def test_a_passing_version_is_realigned_registered_with_lineage_and_promoted(
     ):
         assert key in realigned.tags, key
     assert "NLSR-realigned from" in (realigned.description or "")
+    assert not any(k.startswith("nlsr.gate.base.") for k in realigned.tags), "no rule names the base model"
     assert client.get_alias_version(model_name, "safe").version == outcome.realigned_version
     source = client.get_version(model_name, version)
     assert source.tags["nlsr.status"] == "promoted"

@@ -87,7 +87,7 @@ def test_the_poller_picks_up_versions_no_trigger_reported(
     _log_model(server, models[2], model_name)
     assert svc.store.get(model_name, "1") is None  # this store heard no webhook
 
-    queued = svc.poll_once(name_glob=model_name)
+    queued = svc.poll_once(name_glob=model_name, since="all")  # registered before the poller started
     assert [(j.model_name, j.version) for j in queued] == [(model_name, "1")]
     assert svc.poll_once(name_glob=model_name) == []  # tagged queued: not queued twice
     outcomes = svc.work(max_jobs=1, idle_exit_s=1, poll_interval_s=0.2)

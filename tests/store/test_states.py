@@ -10,6 +10,7 @@ import pytest
 from mlflow_nlsr.errors import JobStoreError
 from mlflow_nlsr.store.states import (
     ACTIVE_STATES,
+    PARKED_STATES,
     TERMINAL_STATES,
     TRANSITIONS,
     JobState,
@@ -28,10 +29,11 @@ def test_happy_path_is_allowed_step_by_step():
 
 def test_terminal_states_are_exactly_promoted_registered_rejected_failed_skipped_cancelled():
     assert {s.value for s in TERMINAL_STATES} == {
-        "promoted", "registered", "rejected", "failed", "skipped", "cancelled"
-    }
-    assert set(JobState) == ACTIVE_STATES | TERMINAL_STATES
-    assert not ACTIVE_STATES & TERMINAL_STATES
+        "promoted", "registered", "rejected", "failed", "skipped", "cancelled",
+    }  # fmt: skip
+    assert {s.value for s in PARKED_STATES} == {"awaiting-approval"}
+    assert set(JobState) == ACTIVE_STATES | TERMINAL_STATES | PARKED_STATES
+    assert not ACTIVE_STATES & TERMINAL_STATES and not PARKED_STATES & (ACTIVE_STATES | TERMINAL_STATES)
 
 
 def test_every_state_has_a_row_and_terminal_rows_are_empty():
@@ -40,14 +42,15 @@ def test_every_state_has_a_row_and_terminal_rows_are_empty():
         assert TRANSITIONS[state] == frozenset()
 
 
-def test_every_active_state_can_fail_or_be_cancelled():
+def test_every_active_state_can_fail():
     for state in ACTIVE_STATES:
-        assert is_allowed(state, JobState.FAILED) and is_allowed(state, JobState.CANCELLED)
+        assert is_allowed(state, JobState.FAILED)
 
 
-def test_promotion_only_follows_gating():
+def test_promotion_only_follows_gating_or_an_approval():
     sources = {src for src, targets in TRANSITIONS.items() if JobState.PROMOTED in targets}
-    assert sources == {JobState.GATED}
+    assert sources == {JobState.GATED, JobState.AWAITING_APPROVAL}
+    assert {s for s, t in TRANSITIONS.items() if JobState.AWAITING_APPROVAL in t} == {JobState.GATED}
 
 
 def test_no_state_transitions_to_itself():

@@ -35,7 +35,7 @@ from mlflow_nlsr.core.selection import ModuleSelection
 from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.io.atomic import atomic_output_dir, check_output_free
 from mlflow_nlsr.io.hashing import sha256_dir
-from mlflow_nlsr.io.safetensors_io import SafetensorsReader
+from mlflow_nlsr.io.safetensors_io import LazyCheckpoint, SafetensorsReader
 from mlflow_nlsr.io.sharded_writer import Entry, SafetensorsWriter, ShardedWriter, parse_size
 from mlflow_nlsr.io.spill import ValueSpill
 from mlflow_nlsr.options import METHODS, RealignOptions
@@ -50,7 +50,7 @@ from mlflow_nlsr.pipeline.full.inputs import (
 from mlflow_nlsr.pipeline.full.report import build_full_report, draw_plot, weights_sha256, write_report_files
 from mlflow_nlsr.pipeline.full.scoring import RANK_CAP, cosine_at
 from mlflow_nlsr.pipeline.full.stats import FullRun, ModuleStats
-from mlflow_nlsr.pipeline.loading import resolve_device
+from mlflow_nlsr.pipeline.loading import dtype_name, resolve_device, resolve_dtype
 from mlflow_nlsr.pipeline.result import RealignResult
 from mlflow_nlsr.pipeline.scorers import FullScoring, ModuleContext, Scorer, scorer_for
 
@@ -116,8 +116,10 @@ def copy_aux_files(src: Path, dst: Path, extra: Path | None = None) -> list[str]
     return copied
 
 
-def _gram_reader(grams: tuple[Path, dict[str, str]] | None) -> SafetensorsReader | None:
-    return None if grams is None else SafetensorsReader(grams[0])
+def _gram_reader(grams: tuple[Path, dict[str, str]] | None) -> SafetensorsReader | LazyCheckpoint | None:
+    if grams is None:
+        return None
+    return LazyCheckpoint(grams[0]) if grams[0].is_dir() else SafetensorsReader(grams[0])
 
 
 def _pass1(sources: tuple[Source, Source, Source], linear: list[str], options: RealignOptions, work: Path,
@@ -246,7 +248,8 @@ def realign_full(base: str | Path, aligned: str | Path, finetuned: str | Path, o
             inputs = hashing.result()
             for job in plotting:
                 job.result()
-            extra: dict[str, Any] = {"max_shard_size": shard_size, "rank_cap": RANK_CAP, "device": device}
+            extra: dict[str, Any] = {"max_shard_size": shard_size, "rank_cap": RANK_CAP, "device": device,
+                                     "dtype": dtype_name(resolve_dtype(options.dtype, torch.device(device)))}
             if run.actsvd_data is not None:
                 extra["actsvd_data"] = run.actsvd_data
                 inputs["calibration"] = run.actsvd_data["sha256"]

@@ -19,6 +19,7 @@ from mlflow_nlsr.pipeline.full.activations import capture_grams
 from mlflow_nlsr.pipeline.full.scoring import kept_rank_for
 from mlflow_nlsr.pipeline.projection_cache import ProjectionCache
 from mlflow_nlsr.pipeline.scorers.base import Evidence, FactorContext, FullScoring, ModuleContext, Scorer
+from mlflow_nlsr.placement import dtype_name, resolve_dtype
 
 if TYPE_CHECKING:
     from mlflow_nlsr.pipeline.methods.base import LoraRun
@@ -55,9 +56,10 @@ class ActSVDScorer(Scorer):
 
     def full_evidence(self, run: FullScoring) -> Evidence:
         """The Gram matrices of every linear module's input on the calibration data."""
+        dtype = dtype_name(resolve_dtype(run.options.dtype, torch.device(run.device)))
         path, alias, data = capture_grams(
             run.base.path, run.tokenizer_dir, run.base, run.aligned, run.linear, run.options, run.work,
-            run.device,
+            run.device, dtype,
         )  # fmt: skip
         return Evidence(grams=(path, alias), data=data)
 

@@ -1,0 +1,95 @@
+"""Alignment variants of the demo: train each with the demo's own stage, gate it, read its answers.
+
+Each variant is a set of :class:`~mlflow_nlsr.demo.stages.DemoSettings` overrides (data sizes, epochs,
+learning rate). The script trains it with ``stage_align`` into ``<work>/variants/<name>`` (cached like
+the demo's stages), runs ``mlflow nlsr gate --suite safety,overrefusal --task nlsr_sentiment --limit N``
+on it and prints one JSON line per variant: ASR, over-refusal, sentiment accuracy, training seconds
+and steps, and how many sentiment answers were not a label. Read ``gate/samples.jsonl`` yourself
+too: the numbers come from the default judge.
+
+    OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python bench/alignment.py --base .nlsr-demo/base v1 v2
+
+Results and the variants tried are in docs/demo.md ("Choosing the alignment").
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow_nlsr.demo.stages import DemoSettings, stage_align, stage_info
+
+OLD = {"align_harmful": 84, "align_benign": 84, "align_edgy": 0, "align_instructions": 0}
+NEW = {"align_harmful": 84, "align_benign": 84, "align_edgy": None, "align_instructions": None}
+#: name -> DemoSettings overrides; "full" and "fast" are the presets as shipped
+VARIANTS: dict[str, dict[str, Any]] = {
+    "old": {**OLD, "align_epochs": 5, "align_lr": 5e-4},
+    "v1": {**NEW, "align_epochs": 3, "align_lr": 5e-4},
+    "v2": {**NEW, "align_harmful": 56, "align_epochs": 2, "align_lr": 5e-4},
+    "full": dataclasses.asdict(DemoSettings.full()),
+    "fast": dataclasses.asdict(DemoSettings.fast()),
+}
+# sentiment only from the utility suite: arithmetic and knowledge sit at chance at this scale (issue 14)
+SUITES = ("--suite", "safety,overrefusal", "--task", "nlsr_sentiment")
+
+
+def settings_of(name: str) -> DemoSettings:
+    overrides = {k: v for k, v in VARIANTS[name].items() if k not in ("model", "progress")}
+    return dataclasses.replace(DemoSettings(progress=False), **overrides)
+
+
+def gate(base: Path, adapter: Path, out: Path, limit: int) -> dict[str, Any]:
+    if not (out / "metrics.json").is_file():
+        mlflow = Path(sys.executable).with_name("mlflow")
+        cmd = [str(mlflow), "nlsr", "gate", "--model", str(base), "--adapter", str(adapter),
+               *SUITES, "--limit", str(limit), "--batch-size", "16", "--output", str(out)]
+        subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
+    return dict(json.loads((out / "metrics.json").read_text())["metrics"])
+
+
+def sentiment_refusals(samples: Path) -> int:
+    rows = [json.loads(line) for line in samples.read_text().splitlines() if line.strip()]
+    answers = [str(r.get("response", "")) for r in rows if r.get("task") == "nlsr_sentiment"]
+    return sum(1 for a in answers if a.strip().lower().split()[:1] not in (["positive"], ["negative"]))
+
+
+def run(name: str, base: Path, work: Path, limit: int) -> dict[str, Any]:
+    settings = settings_of(name)
+    start = time.perf_counter()
+    adapter = stage_align(work / "variants" / name, base, settings)
+    info = stage_info(adapter)
+    metrics = gate(base, adapter, work / "variants" / name / f"gate{limit}", limit)
+    samples = work / "variants" / name / f"gate{limit}" / "samples.jsonl"
+    return {
+        "variant": name,
+        "settings": {k: v for k, v in VARIANTS[name].items() if k.startswith("align")},
+        "examples": info.get("examples"), "steps": info.get("steps"), "train_s": info.get("seconds"),
+        "asr": metrics.get("asr"), "refusal_rate": metrics.get("refusal_rate"),
+        "sentiment_acc": metrics.get("sentiment_acc"),
+        "sentiment_not_a_label": sentiment_refusals(samples) if samples.is_file() else None,
+        "wall_s": round(time.perf_counter() - start, 1),
+        "machine": f"{platform.node()} {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("variants", nargs="+", choices=sorted(VARIANTS))
+    parser.add_argument("--base", type=Path, default=Path(".nlsr-demo/base"))
+    parser.add_argument("--work", type=Path, default=Path(".nlsr-demo"))
+    parser.add_argument("--limit", type=int, default=50)
+    args = parser.parse_args()
+    for name in args.variants:
+        print(json.dumps(run(name, args.base, args.work, args.limit)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
