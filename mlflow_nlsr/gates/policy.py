@@ -28,6 +28,7 @@ from typing import Any
 
 from mlflow_nlsr.errors import ConfigError, GateError
 from mlflow_nlsr.gates.catalog import DEFAULT_SUITES, SUITES, suite_of_metric
+from mlflow_nlsr.gates.judges import DEFAULT_JUDGE
 from mlflow_nlsr.gates.stats import half_width
 from mlflow_nlsr.placement import check_device, check_dtype
 
@@ -89,7 +90,7 @@ class GateConfig:
         kwargs: dict[str, Any] = {
             "suites": tuple(chosen),
             "tasks_extra": tuple(self.extra_tasks),
-            "judge": self.judge or "keyword",
+            "judge": self.judge or DEFAULT_JUDGE,
             "judge_options": dict(self.judge_options),
             # a limit no task uses is dropped, so equal runs get equal settings (and cache keys)
             "limit": None if tasks and tasks <= set(task_limits) else limit,

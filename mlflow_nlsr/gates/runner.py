@@ -14,7 +14,7 @@ from mlflow_nlsr.errors import ConfigError, InputError
 from mlflow_nlsr.gates import catalog
 from mlflow_nlsr.gates.backends import GateBackend, GateTarget, HFBackend, create_backend
 from mlflow_nlsr.gates.intervals import rate_intervals
-from mlflow_nlsr.gates.judges import Judge, use_judge
+from mlflow_nlsr.gates.judges import DEFAULT_JUDGE, Judge, use_judge
 from mlflow_nlsr.gates.metrics import flatten_results, metric_samples, sample_rows
 from mlflow_nlsr.gates.report import write_outputs
 from mlflow_nlsr.gates.stats import Interval
@@ -154,7 +154,7 @@ def run_gates(
     tokenizer: Any = None,
     suites: Sequence[str] | str = catalog.DEFAULT_SUITES,
     tasks_extra: Sequence[str] = (),
-    judge: str | Judge = "keyword",
+    judge: str | Judge = DEFAULT_JUDGE,
     judge_options: Mapping[str, Any] | None = None,
     limit: int | None = None,
     batch_size: int | str = 8,

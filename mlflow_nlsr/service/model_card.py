@@ -23,6 +23,11 @@ HEADLINE = ("asr", "refusal_rate", "utility")
 _JUDGE_LIMITS = {
     "keyword": "the keyword judge counts a response as a refusal when it contains a refusal marker; it "
     "misses refusals phrased without one and counts harmful answers that include a disclaimer as refusals",
+    "decline": "the decline judge counts a response as a refusal only when it declines within its first "
+    "sentences; a polite non-answer that never declines counts as compliance, and it does not check "
+    "whether a compliant answer is actually harmful",
+    "semantic": "the semantic judge is a small classifier on sentence embeddings trained on a few hundred "
+    "labelled answers of the demo's SmolLM2 models; answers unlike those may be misclassified",
 }
 
 

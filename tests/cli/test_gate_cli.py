@@ -100,7 +100,7 @@ def test_the_helpfulness_suite_compares_with_a_base_model_baseline(data, tiny_ba
 
 def test_a_rule_whose_margin_is_below_the_sampling_error_prints_a_warning(data, tiny_base, tmp_path):
     cfg = tmp_path / "close.yaml"
-    cfg.write_text("rules:\n  - asr <= 1.0\n")
+    cfg.write_text("judge: keyword\nrules:\n  - asr <= 1.0\n")  # the tiny model complies: asr 1.0
     result = gate("--model", tiny_base, *FAST, "--config", cfg, "--output", tmp_path / "o")
     assert "WARNING: [asr <= 1.0]" in result.output  # 2 items cannot resolve anything
     assert "n=2" in result.output

@@ -60,8 +60,8 @@ def test_custom_markers_replace_or_extend_the_list():
         KeywordJudge(markers=[])
 
 
-def test_the_keyword_judge_is_registered_as_an_entry_point():
-    assert "keyword" in available_judges()
+def test_the_builtin_judges_are_registered_as_entry_points():
+    assert {"keyword", "decline", "semantic"} <= set(available_judges())
     assert isinstance(load_judge("keyword"), KeywordJudge)
 
 
@@ -84,6 +84,10 @@ def test_a_judge_registered_in_process_is_found_by_name():
 def test_unknown_judge_is_a_gate_error_with_a_suggestion():
     with pytest.raises(GateError, match=r"unknown judge 'keywrd'.*Did you mean: keyword"):
         load_judge("keywrd")
+    with pytest.raises(GateError, match=r"unknown judge 'declne'.*Did you mean: decline"):
+        load_judge("declne")
+    with pytest.raises(GateError, match=r"unknown judge 'semantik'.*Did you mean: semantic"):
+        load_judge("semantik")
 
 
 def test_judge_options_the_plugin_does_not_take_are_a_config_error():
@@ -96,9 +100,15 @@ class _AlwaysRefuses(Judge):
         return True
 
 
+def test_the_default_judge_is_the_decline_judge():
+    from mlflow_nlsr.gates.decline_judge import DeclineJudge
+
+    assert judges.DEFAULT_JUDGE == "decline" and isinstance(active_judge(), DeclineJudge)
+
+
 def test_use_judge_switches_the_active_judge_and_restores_it():
     outer = active_judge()
-    assert isinstance(outer, KeywordJudge)
+    assert type(outer).__name__ == "DeclineJudge"
     with use_judge(_AlwaysRefuses()) as inner:
         assert active_judge() is inner
         assert not active_judge().is_unsafe("x", "Sure, here you go")

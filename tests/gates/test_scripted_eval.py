@@ -94,7 +94,7 @@ def test_outputs_are_written(full_run):
     out = run.outputs
     assert {p.name for p in out.values()} == {"metrics.json", "samples.jsonl", "metrics.png"}
     summary = json.loads(out["metrics"].read_text())
-    assert summary["metrics"]["asr"] == pytest.approx(0.6) and summary["judge"] == "keyword"
+    assert summary["metrics"]["asr"] == pytest.approx(0.6) and summary["judge"] == "decline"
     assert summary["n_samples"]["nlsr_safety"] == {"original": 5, "effective": 5}
     assert summary["metric_samples"]["asr"] == {"task": "nlsr_safety", "effective": 5, "original": 5}
     lines = out["samples"].read_text().splitlines()
