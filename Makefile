@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 # Separately installable plugin distributions under plugins/ (each plugs into an entry-point group; the
 # core package never imports them). `make install` installs each editable; `make test` runs their tests.
-PLUGINS ?= mlflow-nlsr-hf-judge mlflow-nlsr-vllm
+PLUGINS ?= mlflow-nlsr-hf-judge mlflow-nlsr-vllm mlflow-nlsr-ray
 PLUGIN_DIRS := $(addprefix plugins/,$(PLUGINS))
 
 # Small CPUs: one BLAS thread per process (two threads on two shared cores are several times slower),

@@ -78,6 +78,10 @@ class JobStoreError(NLSRError, RuntimeError):
     exit_code = 7
 
 
+class ExecutorError(NLSRError, RuntimeError):
+    """An executor lost a job's work (the remote process died, the cluster went away); the job is retried."""
+
+
 class OutputExistsError(NLSRError, FileExistsError):
     """The output directory exists and overwriting was not requested."""
 

@@ -18,6 +18,7 @@ Example::
         promotion: manual        # auto (default) | manual: a person approves (`mlflow nlsr approve`)
         candidate_alias: null    # manual: alias of the version awaiting approval (default <alias>-candidate)
         realign: {selection: all}
+        executor: {name: ray, num_gpus: 1}   # run realign + gates on Ray (plugins/mlflow-nlsr-ray)
     notify:                      # outgoing JSON webhooks (service/notify.py)
       - url: https://hooks.example/nlsr
         secret_env: NLSR_NOTIFY_SECRET   # HMAC key read from this env var, never from the file
@@ -60,6 +61,9 @@ class Rule:
     #: one device and dtype for the whole job (realign, ActSVD, gates); the realign block may not differ
     device: str | None = None
     dtype: str | None = None
+
+    #: where the job's work runs: ``{name: ray, address: auto, num_gpus: 1, …}`` (default: local)
+    executor: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.promotion not in PROMOTION_MODES:

@@ -52,12 +52,12 @@ def service_options(func: Callable[..., Any]) -> Callable[..., Any]:
     return func
 
 
-def parse_sets(values: tuple[str, ...]) -> dict[str, Any]:
+def parse_sets(values: tuple[str, ...], option: str = "--set") -> dict[str, Any]:
     """Parse ``--set key=value`` realign overrides (values read as YAML scalars)."""
     import yaml
 
     out: dict[str, Any] = {}
-    for key, raw in key_values(values, "--set", " (e.g. --set sparsity=0.5)"):
+    for key, raw in key_values(values, option, f" (e.g. {option} sparsity=0.5)"):
         out[key.replace("-", "_")] = yaml.safe_load(raw)
     return out
 

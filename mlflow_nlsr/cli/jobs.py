@@ -20,6 +20,31 @@ from mlflow_nlsr.cli._service import build_service, parse_sets, with_service
 from mlflow_nlsr.errors import ConfigError, VerificationFailed
 
 
+def executor_options(func: Any) -> Any:
+    """Add ``--executor NAME`` and ``--executor-option KEY=VALUE`` (repeatable)."""
+    func = click.option(
+        "--executor-option",
+        "executor_option",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Executor option over the rule's, e.g. --executor-option num_gpus=1 (repeatable; YAML values).",
+    )(func)
+    return click.option(
+        "--executor",
+        default=None,
+        help="Where realign + gates run: local (default) or an installed executor plugin such as ray "
+        "(overrides the rule's executor:).",
+    )(func)
+
+
+def _executor_settings(name: str | None, options: tuple[str, ...]) -> dict[str, Any]:
+    if name is not None:
+        from mlflow_nlsr.service.executor import EXECUTORS
+
+        EXECUTORS.check(name)
+    return {"executor": name, "executor_options": parse_sets(options, "--executor-option")}
+
+
 def _parse_model_uri(uri: str) -> tuple[str, str]:
     prefix = "models:/"
     body = uri[len(prefix) :] if uri.startswith(prefix) else ""
@@ -61,6 +86,7 @@ def _parse_model_uri(uri: str) -> tuple[str, str]:
     show_default=True,
     help="Realign with the least invasive ladder rung that passes the gates (docs/calibration.md).",
 )
+@executor_options
 @with_service
 @json_option
 @handle_errors
@@ -78,6 +104,8 @@ def run(
     calibrate: bool,
     device: str | None,
     dtype: str | None,
+    executor: str | None,
+    executor_option: tuple[str, ...],
     svc_args: dict[str, Any],
     as_json: bool,
 ) -> None:
@@ -111,6 +139,7 @@ def run(
         calibrate=calibrate,
         device=device,
         dtype=dtype,
+        **_executor_settings(executor, executor_option),
     )
     outcome = svc.process_version(name, version, trigger="cli", actor="cli")
     if as_json:
@@ -140,6 +169,7 @@ def run(
     help="Lease length in seconds; a worker that dies loses its job after this long.",
 )
 @placement_options
+@executor_options
 @with_service
 @json_option
 @handle_errors
@@ -151,13 +181,24 @@ def worker(
     lease_seconds: float,
     device: str | None,
     dtype: str | None,
+    executor: str | None,
+    executor_option: tuple[str, ...],
     svc_args: dict[str, Any],
     as_json: bool,
 ) -> None:
-    """Process queued jobs (run several workers against PostgreSQL to scale out)."""
+    """Process queued jobs (run several workers against PostgreSQL to scale out).
+
+    Each job's realign and gates run on its executor (--executor, else the rule's executor:, else in
+    this process); the worker keeps the job's lease while the executor runs (docs/scale-out.md).
+    """
     limit_threads()
     svc = build_service(
-        **svc_args, gate_limit=gate_limit, lease_seconds=lease_seconds, device=device, dtype=dtype
+        **svc_args,
+        gate_limit=gate_limit,
+        lease_seconds=lease_seconds,
+        device=device,
+        dtype=dtype,
+        **_executor_settings(executor, executor_option),
     )
     outcomes = svc.work(max_jobs=max_jobs, idle_exit_s=idle_exit, poll_interval_s=poll_interval)
     if as_json:

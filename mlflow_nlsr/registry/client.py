@@ -260,6 +260,25 @@ class RegistryClient:
                 ids.append(run.info.run_id)
         return ids
 
+    def start_run(self, run_name: str, tags: Mapping[str, str] | None = None) -> str:
+        """Create a run in the Default experiment (left running: end it with :meth:`end_run`); its id."""
+        with mlflow_errors(f"create run {run_name}"):
+            run = self.mlflow.create_run(self.experiment_id(None), run_name=run_name, tags=dict(tags or {}))
+        return str(run.info.run_id)
+
+    def log_artifacts(self, run_id: str, local: Path | str, artifact_path: str | None = None) -> None:
+        """Upload a file or a directory's files to ``run_id`` under ``artifact_path``."""
+        with mlflow_errors(f"upload {local} to run {run_id}"):
+            if Path(local).is_dir():
+                self.mlflow.log_artifacts(run_id, str(local), artifact_path)
+            else:
+                self.mlflow.log_artifact(run_id, str(local), artifact_path)
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        """Mark a run FINISHED, FAILED or KILLED."""
+        with mlflow_errors(f"end run {run_id}"):
+            self.mlflow.set_terminated(run_id, status=status)
+
     def download_artifacts(self, uri: str, dest: Path | str) -> Path:
         """Download the artifacts at ``uri`` into ``dest`` and return the local path."""
         with mlflow_errors(f"download {uri}"):

@@ -81,6 +81,11 @@ def record_costs(out: Path, costs: StageCosts, options: RealignOptions) -> dict[
     return report
 
 
+def read_report(out: Path) -> dict[str, Any]:
+    """The realigned model's ``nlsr_report.json`` in `out` (costs as recorded where the work ran)."""
+    return dict(json.loads((Path(out) / REPORT_NAME).read_text()))
+
+
 def cost_metrics(report: Mapping[str, Any]) -> dict[str, float]:
     """``cost.<stage>.<measure>`` metrics of the report's ``costs`` section."""
     section = report.get("costs")
@@ -94,4 +99,4 @@ def cost_metrics(report: Mapping[str, Any]) -> dict[str, float]:
     return metrics
 
 
-__all__ = ["COSTS_FILE", "StageCosts", "cost_metrics", "peak_rss_mib", "record_costs"]
+__all__ = ["COSTS_FILE", "StageCosts", "cost_metrics", "peak_rss_mib", "read_report", "record_costs"]

@@ -4,7 +4,8 @@ Every trigger (webhook receiver, ``mlflow server --app-name nlsr``, the poller, 
 ends here. A job walks queued → running → realigned → gated → promoted | rejected (or failed /
 skipped); each step's output is written to the job's work dir before the state advances, so a worker
 that dies anywhere is resumed by the next one from the last completed step, and a version is promoted
-only after the realigned weights are fully written, registered and gated.
+only after the realigned weights are fully written, registered and gated. The realign and gate steps
+(:mod:`.work`) run on the job's executor (:mod:`.executor`: in-process by default, or e.g. on Ray).
 """
 
 from __future__ import annotations
@@ -21,21 +22,21 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_nlsr import lineage
-from mlflow_nlsr.calibration.records import calibration_reasons, calibration_runs, calibration_tags
+from mlflow_nlsr.calibration.records import calibration_runs, calibration_tags
 from mlflow_nlsr.calibration.run import CalibrationSettings, JobHooks, Models, calibrate_job
 from mlflow_nlsr.calibration.search import Budget
 from mlflow_nlsr.calibration.steps import realign_step
 from mlflow_nlsr.errors import ConfigError, GateError, InputError, JobStoreError, NLSRError, RegistryError
-from mlflow_nlsr.gates.intervals import metrics_with_intervals, read_intervals
-from mlflow_nlsr.gates.policy import evaluate_policy, load_gate_config
+from mlflow_nlsr.gates.intervals import metrics_with_intervals
 from mlflow_nlsr.gates.runner import run_gates
 from mlflow_nlsr.io.hashing import sha256_dir
 from mlflow_nlsr.pipeline import realign
-from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model, resolve_to_local
+from mlflow_nlsr.registry import RegistryClient, is_realigned, log_local_model
 from mlflow_nlsr.report_sections import calibration_search
 from mlflow_nlsr.rules import Resolved, Rules
 from mlflow_nlsr.service import model_card, promotion
-from mlflow_nlsr.service.costs import COSTS_FILE, StageCosts, cost_metrics, record_costs
+from mlflow_nlsr.service.costs import COSTS_FILE, StageCosts, cost_metrics, read_report, record_costs
+from mlflow_nlsr.service.executor import execute
 from mlflow_nlsr.service.heartbeat import Heartbeat, LeaseLost
 from mlflow_nlsr.service.intake import enqueue_version
 from mlflow_nlsr.service.notify import notify_job
@@ -43,6 +44,7 @@ from mlflow_nlsr.service.poller import poll_registry
 from mlflow_nlsr.service.preflight import check_job_inputs
 from mlflow_nlsr.service.settings import Outcome, Settings, job_work_dir
 from mlflow_nlsr.service.settings import slug as _slug
+from mlflow_nlsr.service.work import WorkInput, gate_config_of
 from mlflow_nlsr.store.repository import JobStore
 from mlflow_nlsr.store.states import JobState
 from mlflow_nlsr.store.tables import Job
@@ -187,42 +189,12 @@ class NLSRService:
         job_dir = job_work_dir(Path(self.settings.work_dir), name, version)
         costs = StageCosts(job_dir / COSTS_FILE)
         self._tag_source(name, version, {lineage.STATUS: str(job.state)})
-        base = resolve_to_local(resolved.base_uri, Path(self.settings.work_dir) / "inputs", self.client)
-        aligned = resolve_to_local(resolved.aligned_uri, Path(self.settings.work_dir) / "inputs", self.client)
-        finetuned = resolve_to_local(info.uri, job_dir / "input", self.client)
+        work = WorkInput(info.uri, replace(resolved, rule=rule), options, job_dir)
+        job = execute(self, job, work, beat)  # realign + gates on the job's executor (service/work.py)
         out = job_dir / "realigned"
-        if job.state is JobState.RUNNING:
-            with costs.stage("realign", options.device):
-                job = self._realign(job, Models(base, aligned, finetuned, out), options, rule, beat)
-        report = json.loads((out / "nlsr_report.json").read_text())
-        gate_config = _gate_config(rule)
-        limit = self.settings.gate_limit or resolved.rule.gate_limit
-        if job.state is JobState.REALIGNED:
-            metrics: dict[str, dict[str, float]] = {}
-            roles = [("finetuned", finetuned), ("aligned", aligned)]
-            roles += [("base", base)] if "base" in gate_config.baselines else []  # only when a rule names it
-            for role, path in (*roles, ("realigned", out)):
-                with costs.stage(f"gate_{role}", options.device):
-                    metrics[role] = self._gate(role, path, base, gate_config, limit, job_dir)
-                _fault("gate")
-            summary = json.loads((job_dir / "gates" / "realigned" / "metrics.json").read_text())
-            verdict = evaluate_policy(
-                gate_config,
-                metrics["realigned"],
-                {role: metrics[role] for role, _ in roles},
-                read_intervals(summary),
-            )
-            gated: dict[str, Any] = {
-                "verdict": verdict.to_dict(),
-                "metrics": metrics,
-                "reasons": [r.message for r in verdict.reasons]
-                + ([] if verdict.passed else calibration_reasons(report)),
-            }
-            beat.check()
-            job = self.store.advance(job.id, worker, JobState.GATED, result=gated)
-            self._tag_source(name, version, {lineage.STATUS: "gated"})
         result: dict[str, Any] = dict(job.result or {})
-        report = record_costs(out, costs, options)
+        # the local executor measured each stage here; a remote one published its report with them
+        report = record_costs(out, costs, options) if costs.path.is_file() else read_report(out)
         new_version = self._register(job, info.uri, resolved, report, options.sha256(), result, job_dir)
         _fault("register")
         beat.check()
@@ -263,7 +235,7 @@ class NLSRService:
         """The calibration's gates and bounds: the rule's gate config, the service's limits and budget."""
         s = self.settings
         return CalibrationSettings(
-            _gate_config(rule),
+            gate_config_of(rule),
             gate_limit=s.gate_limit or rule.gate_limit,
             quick_limit=s.calibration_quick_limit,
             batch_size=s.gate_batch_size,
@@ -274,7 +246,7 @@ class NLSRService:
 
     def _calibration_hooks(self, job: Job, models: Models, rule: Any, beat: Heartbeat) -> JobHooks:
         """What a job's calibration may do: realign, gate references (cached), audit, check the lease."""
-        config, job_dir = _gate_config(rule), models.output.parent
+        config, job_dir = gate_config_of(rule), models.output.parent
 
         def reference_gate(role: str, path: Path, limit: int | None) -> dict[str, float]:
             return self._gate(role, path, models.base, config, limit, job_dir)
@@ -395,11 +367,6 @@ class NLSRService:
             if not quiet:
                 raise
             log.warning("could not tag %s/%s with %s", name, version, dict(tags))
-
-
-def _gate_config(rule: Any) -> Any:
-    """The rule's gate config on the job's device and dtype (the config's own device, if set, wins)."""
-    return load_gate_config(rule.gate_config).placed(rule.device, rule.dtype)
 
 
 def _short_hash(text: str) -> str:

@@ -38,6 +38,9 @@ class Settings:
     calibration_time_budget_s: float | None = 3600.0
     calibration_quick_limit: int | None = 24
     calibration_screen_z: float = 1.0
+    #: where a job's realign + gates run: an executor name (None: the rule's ``executor:``, else local)
+    executor: str | None = None
+    executor_options: Mapping[str, Any] = field(default_factory=dict)
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     def placement_overrides(self) -> dict[str, str]:

@@ -142,3 +142,26 @@ def test_jobs_survive_reopening_the_store(store_url):
         again = second.get("chat", 1)
         assert again.state is JobState.REALIGNED and again.result == {"out": "/tmp/x"}
         assert again.lease_owner == "w1"
+
+
+def test_a_cancelled_running_job_is_audited_and_its_worker_loses_the_lease(store):
+    job, _ = store.enqueue("chat", 1, "app", "alice")
+    store.claim("w1", 60)
+    cancelled = store.cancel("chat", 1, actor="bob", reason="wrong base model")
+    assert cancelled.state is JobState.CANCELLED and cancelled.lease_owner is None
+    with pytest.raises(JobStoreError, match="lease lost"):
+        store.heartbeat(job.id, "w1", 60)
+    with pytest.raises(JobStoreError, match="lease lost"):
+        store.advance(job.id, "w1", JobState.REALIGNED)
+    (event,) = [e for e in store.audit_trail("chat", 1) if e.event == "cancelled"]
+    assert event.actor == "bob" and event.decision == "cancelled"
+    assert event.reasons == ["wrong base model"] and event.inputs["lease_owner"] == "w1"
+    assert store.claim("w2", 60) is None, "a cancelled job is never claimed again"
+
+
+def test_a_finished_job_cannot_be_cancelled(store):
+    job, _ = store.enqueue("chat", 1, "app", "alice")
+    store.claim("w1", 60)
+    store.finish(job.id, "w1", JobState.SKIPPED, reasons=["no rule"])
+    with pytest.raises(JobStoreError, match="already skipped"):
+        store.cancel("chat", 1, actor="bob")
