@@ -54,7 +54,14 @@ class StageCosts:
 
     @contextmanager
     def stage(self, name: str, device: str = "cpu") -> Iterator[None]:
-        """Measure the ``with`` block as stage `name`; recorded only when the block completes."""
+        """Measure the ``with`` block as stage `name`; recorded only when the block completes.
+
+        The first completed measurement of a stage stands: a resumed or repeated job that finds the
+        stage's output already written (and so does not redo the work) records nothing new.
+        """
+        if any(s.get("stage") == name for s in self.load()):
+            yield
+            return
         cuda = _cuda(device)
         if cuda is not None:
             cuda.reset_peak_memory_stats()
@@ -64,7 +71,7 @@ class StageCosts:
                                   "peak_rss_mib": peak_rss_mib()}
         if cuda is not None:
             record["cuda_max_allocated_mib"] = round(cuda.max_memory_allocated() / 2**20, 1)
-        stages = [s for s in self.load() if s.get("stage") != name] + [record]
+        stages = [*self.load(), record]
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.path.write_text(json.dumps(stages, indent=1) + "\n")
 
@@ -76,8 +83,10 @@ def record_costs(out: Path, costs: StageCosts, options: RealignOptions) -> dict[
     path = Path(out) / REPORT_NAME
     report = dict(json.loads(path.read_text()))
     device, dtype = placement(options.device, options.dtype)
-    report["costs"] = {"device": device, "dtype": dtype, "stages": costs.load()}
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    section = {"device": device, "dtype": dtype, "stages": costs.load()}
+    if report.get("costs") != section:  # a resumed or repeated job that ran nothing new leaves it alone
+        report["costs"] = section
+        path.write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 
