@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sys
 from datetime import datetime, timezone
 from typing import Any
@@ -45,6 +46,23 @@ def _executor_settings(name: str | None, options: tuple[str, ...]) -> dict[str, 
     return {"executor": name, "executor_options": parse_sets(options, "--executor-option")}
 
 
+def job_options(func: Any) -> Any:
+    """``--device/--dtype`` and ``--executor/--executor-option``, passed on as one ``job_args`` dict.
+
+    The commands that run jobs (``run``, ``worker``) hand them to ``build_service`` unchanged.
+    """
+
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any, device: str | None, dtype: str | None, executor: str | None,
+        executor_option: tuple[str, ...], **kwargs: Any,
+    ) -> Any:
+        job_args = {"device": device, "dtype": dtype, **_executor_settings(executor, executor_option)}
+        return func(*args, job_args=job_args, **kwargs)
+
+    return placement_options(executor_options(wrapper))
+
+
 def _parse_model_uri(uri: str) -> tuple[str, str]:
     prefix = "models:/"
     body = uri[len(prefix) :] if uri.startswith(prefix) else ""
@@ -68,7 +86,6 @@ def _parse_model_uri(uri: str) -> tuple[str, str]:
     show_default=True,
     help="Gate generation batch size, or auto (the largest that fits on a GPU; 16 on the CPU).",
 )
-@placement_options
 @click.option("--no-promote", is_flag=True, help="Register and gate, but never move the alias.")
 @click.option(
     "--set",
@@ -86,7 +103,7 @@ def _parse_model_uri(uri: str) -> tuple[str, str]:
     show_default=True,
     help="Realign with the least invasive ladder rung that passes the gates (docs/calibration.md).",
 )
-@executor_options
+@job_options
 @with_service
 @json_option
 @handle_errors
@@ -102,10 +119,7 @@ def run(
     selection: str | None,
     sparsity: float | None,
     calibrate: bool,
-    device: str | None,
-    dtype: str | None,
-    executor: str | None,
-    executor_option: tuple[str, ...],
+    job_args: dict[str, Any],
     svc_args: dict[str, Any],
     as_json: bool,
 ) -> None:
@@ -137,9 +151,7 @@ def run(
         promote=not no_promote,
         realign_overrides=overrides,
         calibrate=calibrate,
-        device=device,
-        dtype=dtype,
-        **_executor_settings(executor, executor_option),
+        **job_args,
     )
     outcome = svc.process_version(name, version, trigger="cli", actor="cli")
     if as_json:
@@ -168,8 +180,7 @@ def run(
     show_default=True,
     help="Lease length in seconds; a worker that dies loses its job after this long.",
 )
-@placement_options
-@executor_options
+@job_options
 @with_service
 @json_option
 @handle_errors
@@ -179,10 +190,7 @@ def worker(
     poll_interval: float,
     gate_limit: int | None,
     lease_seconds: float,
-    device: str | None,
-    dtype: str | None,
-    executor: str | None,
-    executor_option: tuple[str, ...],
+    job_args: dict[str, Any],
     svc_args: dict[str, Any],
     as_json: bool,
 ) -> None:
@@ -196,9 +204,7 @@ def worker(
         **svc_args,
         gate_limit=gate_limit,
         lease_seconds=lease_seconds,
-        device=device,
-        dtype=dtype,
-        **_executor_settings(executor, executor_option),
+        **job_args,
     )
     outcomes = svc.work(max_jobs=max_jobs, idle_exit_s=idle_exit, poll_interval_s=poll_interval)
     if as_json:
