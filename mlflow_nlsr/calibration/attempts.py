@@ -7,7 +7,7 @@ Pure data and the policy check; the loop that makes them is search.py. The resul
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +47,8 @@ class Budget:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON view."""
-        return {
-            "max_attempts": self.max_attempts,
-            "time_budget_s": self.time_budget_s,
-            "max_confirmations": self.max_confirmations,
-            "seed_margin": self.seed_margin,
-            "screen_z": self.screen_z,
-        }
+        """JSON view: every bound by its field name."""
+        return asdict(self)
 
 
 @dataclass(frozen=True)

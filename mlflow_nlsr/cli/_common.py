@@ -33,6 +33,11 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def key_value_option(flag: str, dest: str, help: str, metavar: str = "KEY=VALUE") -> Callable[[F], F]:
+    """A repeatable ``FLAG KEY=VALUE`` option gathered as a tuple in `dest` (parse it with key_values)."""
+    return click.option(flag, dest, multiple=True, metavar=metavar, help=help)
+
+
 def key_values(values: Iterable[str], option: str, example: str = "") -> Iterator[tuple[str, str]]:
     """Yield (stripped key, raw value) of each ``KEY=VALUE`` given to `option`; ConfigError without '='."""
     for item in values:

@@ -13,6 +13,7 @@ from mlflow_nlsr.cli._common import (
     echo_json,
     handle_errors,
     json_option,
+    key_value_option,
     limit_threads,
     placement_options,
 )
@@ -121,11 +122,11 @@ def _interval_text(interval: dict[str, Any] | None) -> str:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Gate config YAML (rules, optional suites/judge/limit); see docs/gates.md.",
 )
-@click.option(
+@key_value_option(
     "--baseline",
     "baseline_args",
-    multiple=True,
-    help="NAME=metrics.json of a baseline run (finetuned, aligned, base …).",
+    "Metrics of a baseline run (finetuned, aligned, base …).",
+    "NAME=metrics.json",
 )
 @click.option("--output", "output_dir", type=click.Path(file_okay=False, path_type=Path), help="Output dir.")
 @click.option("--overwrite", is_flag=True, help="Replace outputs of an earlier run in --output.")

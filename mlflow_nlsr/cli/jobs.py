@@ -14,6 +14,7 @@ from mlflow_nlsr.cli._common import (
     echo_json,
     handle_errors,
     json_option,
+    key_value_option,
     limit_threads,
     placement_options,
 )
@@ -23,12 +24,10 @@ from mlflow_nlsr.errors import ConfigError, VerificationFailed
 
 def executor_options(func: Any) -> Any:
     """Add ``--executor NAME`` and ``--executor-option KEY=VALUE`` (repeatable)."""
-    func = click.option(
+    func = key_value_option(
         "--executor-option",
         "executor_option",
-        multiple=True,
-        metavar="KEY=VALUE",
-        help="Executor option over the rule's, e.g. --executor-option num_gpus=1 (repeatable; YAML values).",
+        "Executor option over the rule's, e.g. --executor-option num_gpus=1 (repeatable; YAML values).",
     )(func)
     return click.option(
         "--executor",
@@ -87,12 +86,8 @@ def _parse_model_uri(uri: str) -> tuple[str, str]:
     help="Gate generation batch size, or auto (the largest that fits on a GPU; 16 on the CPU).",
 )
 @click.option("--no-promote", is_flag=True, help="Register and gate, but never move the alias.")
-@click.option(
-    "--set",
-    "sets",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Realign option override, e.g. --set scorer=magnitude --set sparsity=0.5 (repeatable).",
+@key_value_option(
+    "--set", "sets", "Realign option override, e.g. --set scorer=magnitude --set sparsity=0.5 (repeatable)."
 )
 @click.option("--scorer", default=None, help="Shortcut for --set scorer=…")
 @click.option("--selection", default=None, help="Shortcut for --set selection=…")

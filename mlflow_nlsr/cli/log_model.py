@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, key_values
+from mlflow_nlsr.cli._common import echo_json, handle_errors, json_option, key_value_option, key_values
 
 
 def _tags(values: tuple[str, ...]) -> dict[str, str]:
@@ -16,12 +16,8 @@ def _tags(values: tuple[str, ...]) -> dict[str, str]:
 @click.command("log-model")
 @click.argument("local_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--name", required=True, help="Registered model name.")
-@click.option(
-    "--tag",
-    "tags",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Version tag, sent in the create call (e.g. nlsr.base_uri=models:/base/1). Repeatable.",
+@key_value_option(
+    "--tag", "tags", "Version tag, sent in the create call (e.g. nlsr.base_uri=models:/base/1). Repeatable."
 )
 @click.option("--description", default=None, help="Version description.")
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", default=None, help="MLflow server.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -79,16 +79,8 @@ class Outcome:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON view."""
-        return {
-            "model_name": self.model_name,
-            "version": self.version,
-            "state": self.state,
-            "job_id": self.job_id,
-            "realigned_version": self.realigned_version,
-            "verdict": self.verdict,
-            "reasons": list(self.reasons),
-        }
+        """JSON view: the fields by name, the reasons as a list."""
+        return {**asdict(self), "reasons": list(self.reasons)}
 
 
 def job_work_dir(work_dir: Path, name: str, version: str | int) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from enum import Enum
+from typing import TypeVar
 
 from mlflow_nlsr.errors import JobStoreError
 
@@ -92,22 +93,26 @@ TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
 }
 
 
+_E = TypeVar("_E", bound=Enum)
+
+
+def _parse(kind: type[_E], value: str | _E, what: str) -> _E:
+    """Return the member of `kind` named by ``value`` or raise JobStoreError listing the valid names."""
+    try:
+        return kind(value)
+    except ValueError:
+        names = ", ".join(m.value for m in kind)
+        raise JobStoreError(f"unknown {what} {value!r}; expected one of: {names}") from None
+
+
 def parse_state(value: str | JobState) -> JobState:
     """Return the JobState named by ``value`` or raise JobStoreError listing the valid names."""
-    try:
-        return JobState(value)
-    except ValueError:
-        names = ", ".join(s.value for s in JobState)
-        raise JobStoreError(f"unknown job state {value!r}; expected one of: {names}") from None
+    return _parse(JobState, value, "job state")
 
 
 def parse_trigger(value: str | Trigger) -> Trigger:
     """Return the Trigger named by ``value`` or raise JobStoreError listing the valid names."""
-    try:
-        return Trigger(value)
-    except ValueError:
-        names = ", ".join(t.value for t in Trigger)
-        raise JobStoreError(f"unknown trigger {value!r}; expected one of: {names}") from None
+    return _parse(Trigger, value, "trigger")
 
 
 def is_allowed(current: JobState, new: JobState) -> bool:

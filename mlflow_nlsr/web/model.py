@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from mlflow_nlsr.gates.stats import interval_of_rate
+from mlflow_nlsr.gates.stats import Interval, interval_of_rate
 from mlflow_nlsr.store.tables import AuditEvent, Job
 
 #: the state a governed job waits in for a person's decision (service/governance.py)
@@ -51,12 +51,15 @@ class RuleRow:
 
 @dataclass(frozen=True)
 class Cell:
-    """A rate with its 95 % Wilson interval at ``n`` items (``n`` 0: count unknown, no interval)."""
+    """One role's value of a metric, with its 95 % Wilson interval when it is a rate on a known count."""
 
     value: float
-    n: int
-    low: float | None = None
-    high: float | None = None
+    interval: Interval | None = None
+
+    @property
+    def n(self) -> int:
+        """The items the interval stands on (0: not a rate, or the count is unknown)."""
+        return self.interval.n if self.interval is not None else 0
 
 
 @dataclass(frozen=True)
@@ -129,9 +132,8 @@ def _cell(value: Any, n: int) -> Cell | None:
         return None
     rate = float(value)
     if n <= 0 or math.isnan(rate) or not 0.0 <= rate <= 1.0:
-        return Cell(rate, 0)
-    ci = interval_of_rate(rate, n)
-    return Cell(rate, n, ci.low, ci.high)
+        return Cell(rate)
+    return Cell(rate, interval_of_rate(rate, n))
 
 
 def metric_rows(

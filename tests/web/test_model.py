@@ -69,10 +69,10 @@ def test_metrics_carry_the_wilson_interval_at_the_gate_runs_item_count():
     metrics = {"aligned": {"asr": 0.05}, "finetuned": {"asr": 0.45}, "realigned": {"asr": 0.25, "ppl": 12.5}}
     rows = {r.metric: r for r in model.metric_rows(metrics, {"asr": {"task": "harm", "effective": 40}})}
     cell = rows["asr"].cells["realigned"]
-    expected = interval_of_rate(0.25, 40)
-    assert (cell.n, cell.low, cell.high) == (40, expected.low, expected.high)
+    assert cell == model.Cell(0.25, interval_of_rate(0.25, 40)) and cell.n == 40
     assert rows["asr"].task == "harm"
-    assert rows["ppl"].cells["realigned"] == model.Cell(12.5, 0), "a non-rate gets no interval"
+    assert rows["ppl"].cells["realigned"] == model.Cell(12.5), "a non-rate gets no interval"
+    assert rows["ppl"].cells["realigned"].n == 0
     assert rows["ppl"].cells["aligned"] is None
 
 

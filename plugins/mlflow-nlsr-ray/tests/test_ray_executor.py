@@ -44,36 +44,32 @@ def register(server, models, name: str) -> str:
     return version.version
 
 
+def register_and_queue(server, models, name: str, tmp_path: Path) -> tuple[str, str]:
+    """Register a fine-tuned version and queue its job in a fresh SQLite store: (version, store URL)."""
+    version = register(server, models, name)
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with JobStore(store) as s:
+        s.enqueue(name, version, "webhook", "test")
+    return version, store
+
+
 def realigned(client: RegistryClient, name: str) -> list:
     return client.search_versions(f"name = '{name}' and tags.`nlsr.realigned` = 'true'")
 
 
-def worker(server, store: str, work: Path, config: Path, *options: str) -> subprocess.CompletedProcess:
+def ray_worker_command(server, store: str, tmp_path: Path, config: Path, ray_address: str) -> list[str]:
+    """`mlflow nlsr worker` for one job whose realign + gates run as a task on the Ray cluster."""
+    return [sys.executable, "-m", "mlflow_nlsr.cli", "worker", "--tracking-uri", server.url, "--store", store,
+            "--work-dir", str(tmp_path / "work"), "--config", str(config), "--max-jobs", "1", "--lease", "30",
+            "--poll-interval", "0.5", "--executor", "ray", "--executor-option", f"address={ray_address}",
+            "--executor-option", f"work_dir={tmp_path / 'node'}", "--json"]  # fmt: skip
+
+
+def worker_env() -> dict[str, str]:
+    """This environment without fault injection or a tracking URI, on one thread."""
     env = {k: v for k, v in os.environ.items() if k not in ("NLSR_FAULT_INJECT", "MLFLOW_TRACKING_URI")}
     env.update(OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow_nlsr.cli",
-        "worker",
-        "--tracking-uri",
-        server.url,
-        "--store",
-        store,
-        "--work-dir",
-        str(work),
-        "--config",
-        str(config),
-        "--max-jobs",
-        "1",
-        "--lease",
-        "30",
-        "--poll-interval",
-        "0.5",
-        "--json",
-        *options,
-    ]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    return env
 
 
 def test_a_registration_is_realigned_on_ray_with_the_lineage_of_the_local_executor(
@@ -82,23 +78,10 @@ def test_a_registration_is_realigned_on_ray_with_the_lineage_of_the_local_execut
     name = f"ray-e2e-{uuid.uuid4().hex[:8]}"
     config = write_config(tmp_path / "nlsr.yaml", "ray-e2e-*", *references, PERMISSIVE)
     client = RegistryClient(server.url)
-    version = register(server, models, name)
-    store = f"sqlite:///{tmp_path / 'jobs.db'}"
-    with JobStore(store) as s:
-        s.enqueue(name, version, "webhook", "test")
+    version, store = register_and_queue(server, models, name, tmp_path)
 
-    done = worker(
-        server,
-        store,
-        tmp_path / "work",
-        config,
-        "--executor",
-        "ray",
-        "--executor-option",
-        f"address={ray_address}",
-        "--executor-option",
-        f"work_dir={tmp_path / 'node'}",
-    )
+    command = ray_worker_command(server, store, tmp_path, config, ray_address)
+    done = subprocess.run(command, env=worker_env(), capture_output=True, text=True, timeout=900)
 
     assert done.returncode == 0, done.stderr[-4000:]
     assert [o["state"] for o in json.loads(done.stdout[done.stdout.index("[") :])] == ["promoted"]
@@ -175,39 +158,11 @@ def test_a_cancelled_job_stops_its_ray_task_and_registers_nothing(
     name = f"ray-cancel-{uuid.uuid4().hex[:8]}"
     config = write_config(tmp_path / "nlsr.yaml", name, *references, PERMISSIVE)
     client = RegistryClient(server.url)
-    version = register(server, models, name)
-    store_url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    with JobStore(store_url) as s:
-        s.enqueue(name, version, "webhook", "test")
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "mlflow_nlsr.cli",
-        "worker",
-        "--tracking-uri",
-        server.url,
-        "--store",
-        store_url,
-        "--work-dir",
-        str(tmp_path / "work"),
-        "--config",
-        str(config),
-        "--max-jobs",
-        "1",
-        "--lease",
-        "30",
-        "--executor",
-        "ray",
-        "--executor-option",
-        f"address={ray_address}",
-        "--executor-option",
-        f"work_dir={tmp_path / 'node'}",
-        "--json",
-    ]
+    version, store_url = register_and_queue(server, models, name, tmp_path)
+    cmd = ray_worker_command(server, store_url, tmp_path, config, ray_address)
     out_file, err_file = tmp_path / "worker.out", tmp_path / "worker.err"
     with out_file.open("w") as out, err_file.open("w") as err:  # files: Ray streams the task's output here
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=err, text=True)
+        proc = subprocess.Popen(cmd, env=worker_env(), stdout=out, stderr=err, text=True)
     with JobStore(store_url) as s:
         deadline = time.monotonic() + 120
         while s.get(name, version).lease_owner is None and time.monotonic() < deadline:
