@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,7 @@ class ReferenceCache:
 
     def __init__(self, root: Path | str, client: RegistryClient | None = None) -> None:
         """`client` downloads; without one the cache can only be inspected and pruned."""
-        self.root = Path(root)
+        self.root = Path(root).absolute()  # MLflow returns absolute download paths
         self.client = client
 
     def resolve(self, uri: str) -> Path:
@@ -117,10 +118,10 @@ class ReferenceCache:
         return sorted((self.root / _PARTIAL).glob("*"))
 
     def _download(self, ref: ModelRef, download_uri: str, client: RegistryClient) -> str:
-        partial = self.root / _PARTIAL
-        model = download_model(ref, download_uri, partial, client)
-        scratch = partial / model.relative_to(partial).parts[0]
+        (self.root / _PARTIAL).mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=self.root / _PARTIAL))
         try:
+            model = download_model(ref, download_uri, scratch, client)
             digest = sha256_dir(model)
             target = self.root / digest
             _write_json(self._manifest(digest), {"files": _sizes(model), "uri": download_uri})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -39,16 +40,17 @@ def _register(client, directory, name):
 
 
 def test_a_reference_is_downloaded_once_and_named_by_its_content_hash(
-    counting_client, tiny_peft_dir, model_name, tmp_path
+    counting_client, tiny_peft_dir, model_name, tmp_path, monkeypatch
 ):
     version = _register(counting_client, tiny_peft_dir, model_name)
-    root = tmp_path / "references"
+    monkeypatch.chdir(tmp_path)
+    root = Path(".nlsr-work/references")  # the default work dir is relative
 
     first = ReferenceCache(root, counting_client).resolve(f"models:/{model_name}/{version}")
     second = ReferenceCache(root, counting_client).resolve(f"models:/{model_name}/{version}")  # next job
 
     assert len(counting_client.downloads) == 1
-    assert first == second and first.parent == root
+    assert first == second and first.parent == root.absolute()
     assert first.name == sha256_dir(first) == sha256_dir(tiny_peft_dir)  # the hash the report records
     assert (first / "adapter_config.json").is_file()
 
