@@ -21,7 +21,6 @@ from mlflow_nlsr.calibration.run import Models
 from mlflow_nlsr.gates.intervals import read_intervals
 from mlflow_nlsr.gates.policy import evaluate_policy, load_gate_config
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.registry import resolve_to_local
 from mlflow_nlsr.registry.cache import REFERENCES, ReferenceCache
 from mlflow_nlsr.rules import Resolved
 from mlflow_nlsr.service.costs import COSTS_FILE, StageCosts, record_costs
@@ -67,7 +66,8 @@ def realign_and_gate(
     rule, options, job_dir = work.resolved.rule, work.options, work.job_dir
     costs = StageCosts(job_dir / COSTS_FILE)
     base, aligned = use_references(svc, work)
-    finetuned = resolve_to_local(work.source_uri, job_dir / "input", svc.client)
+    # the job's own copy (removed with its dir), kept the cache's way so a resume downloads it no more
+    finetuned = ReferenceCache(job_dir / "input", svc.client).resolve(work.source_uri)
     out = job_dir / "realigned"
     if job.state is JobState.RUNNING:
         with costs.stage("realign", options.device):
