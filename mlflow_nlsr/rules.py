@@ -23,6 +23,9 @@ Example::
       - url: https://hooks.example/nlsr
         secret_env: NLSR_NOTIFY_SECRET   # HMAC key read from this env var, never from the file
         events: [awaiting-approval, promoted, rejected, failed]
+    retention:                   # disk (service/retention.py; `mlflow nlsr gc`)
+      keep_work_dir: false       # true: a job that settles keeps its work dir until the next gc
+      failed_days: 7             # failed/cancelled work dirs and unused references are kept this long
 
 Version tags override the file so a version can describe itself: ``nlsr.base_uri``,
 ``nlsr.aligned_uri`` and ``nlsr.config`` (the name of a rule to use). Pure: no MLflow, no I/O
@@ -111,6 +114,29 @@ class NotifyTarget:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """What a worker keeps on disk: settled jobs' work dirs, failed ones for how long (``retention:``)."""
+
+    keep_work_dir: bool = False
+    failed_days: float = 7.0
+
+    @classmethod
+    def from_mapping(cls, raw: Any, where: str) -> Retention:
+        """Validate the ``retention:`` block."""
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+        unknown = set(raw) - {"keep_work_dir", "failed_days"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; known: failed_days, keep_work_dir")
+        keep, days = raw.get("keep_work_dir", False), raw.get("failed_days", 7.0)
+        if not isinstance(keep, bool):
+            raise ConfigError(f"{where}: keep_work_dir must be true or false, got {keep!r}")
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
+            raise ConfigError(f"{where}: failed_days must be a number of days >= 0, got {days!r}")
+        return cls(keep, float(days))
+
+
+@dataclass(frozen=True)
 class Resolved:
     """A rule applied to one version: the references are known."""
 
@@ -126,6 +152,7 @@ class Rules:
     rules: tuple[Rule, ...] = ()
     defaults: dict[str, Any] = field(default_factory=dict)
     notify: tuple[NotifyTarget, ...] = ()
+    retention: Retention = Retention()
 
     @classmethod
     def load(cls, path: str | Path | None) -> Rules:
@@ -145,10 +172,11 @@ class Rules:
         """Validate a parsed ``nlsr.yaml`` mapping."""
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a mapping with 'models:', got {type(data).__name__}")
-        unknown = set(data) - {"defaults", "models", "notify"}
+        unknown = set(data) - {"defaults", "models", "notify", "retention"}
         if unknown:
             raise ConfigError(
-                f"{source}: unknown top-level key(s) {sorted(unknown)}; expected defaults, models, notify"
+                f"{source}: unknown top-level key(s) {sorted(unknown)}; "
+                "expected defaults, models, notify, retention"
             )
         notify = tuple(
             NotifyTarget.from_mapping(raw, f"{source}: notify[{i}]")
@@ -169,7 +197,8 @@ class Rules:
             rule = Rule(**merged)
             rule.options()  # validate the realign block now, not at job time
             rules.append(rule)
-        return cls(tuple(rules), defaults, notify)
+        retention = Retention.from_mapping(data.get("retention") or {}, f"{source}: retention")
+        return cls(tuple(rules), defaults, notify, retention)
 
     def find(self, model_name: str, config_name: str | None = None) -> Rule | None:
         """The first rule whose glob matches `model_name` (or whose ``name`` equals `config_name`)."""

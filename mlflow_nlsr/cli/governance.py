@@ -179,26 +179,34 @@ def cancel(
 @click.option(
     "--failed-days",
     type=float,
-    default=7.0,
-    show_default=True,
-    help="Keep failed/cancelled work dirs this long.",
+    default=None,
+    help="Keep failed/cancelled work dirs and unused references this long (default: nlsr.yaml "
+    "retention.failed_days, else 7).",
 )
+@click.option("--verify-references", is_flag=True, help="Also rehash cached references; drop damaged ones.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @with_service
 @json_option
 @handle_errors
-def gc(failed_days: float, dry_run: bool, svc_args: dict[str, Any], as_json: bool) -> None:
-    """Free disk: remove settled jobs' work dirs, failed ones after --failed-days, stale downloads."""
+def gc(
+    failed_days: float | None, verify_references: bool, dry_run: bool, svc_args: dict[str, Any], as_json: bool
+) -> None:
+    """Free disk: settled jobs' work dirs, failed ones after --failed-days, unused cached references."""
+    from mlflow_nlsr.rules import Rules
     from mlflow_nlsr.service.retention import collect
     from mlflow_nlsr.service.settings import Settings
     from mlflow_nlsr.store.repository import JobStore
 
     settings = Settings(store_url=svc_args["store_url"], work_dir=svc_args["work_dir"])
+    if failed_days is None:
+        failed_days = Rules.load(svc_args["config_path"]).retention.failed_days
     report = collect(JobStore(settings.resolved_store_url()), settings.work_dir, failed_days=failed_days,
-                     dry_run=dry_run)  # fmt: skip
+                     dry_run=dry_run, verify_references=verify_references)  # fmt: skip
     if as_json:
         echo_json(report.to_dict())
         return
+    for path in report.damaged:
+        click.echo(f"damaged reference (content does not match its hash): {path}")
     verb = "would remove" if dry_run else "removed"
     for path in report.removed:
         click.echo(f"{verb} {path}")

@@ -135,7 +135,9 @@ def write_rules(path: Path, base_uri: str, aligned_uri: str, inputs: JobInputs, 
         "gate_limit": inputs.gate_limit,
         "realign": dict(inputs.realign),
     }
-    path.write_text(yaml.safe_dump({"models": [rule]}, sort_keys=False))
+    # the demo reads the job's gate samples and realigned weights after the job settles: keep its dir
+    config = {"models": [rule], "retention": {"keep_work_dir": True}}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
@@ -231,11 +233,11 @@ def baseline_gate_dirs(realigned_dir: Path) -> dict[str, Path]:
 
     The worker caches baseline gates by content under ``<service>/gate-cache``; each run's metrics.json
     names the adapter it gated: the fine-tuned one is the job's download (``<job>/input``), the aligned
-    one the service's (``<service>/inputs``). Unreadable entries are skipped.
+    one the service's reference cache (``<service>/references``). Unreadable entries are skipped.
     """
     job_dir = Path(realigned_dir).parent
     service_dir = job_dir.parents[2]
-    homes = {"finetuned": job_dir / "input", "aligned": service_dir / "inputs"}
+    homes = {"finetuned": job_dir / "input", "aligned": service_dir / "references"}
     found: dict[str, Path] = {}
     for metrics in sorted((service_dir / "gate-cache").glob("*/metrics.json")):
         try:

@@ -15,6 +15,7 @@ _EXPORTS = {
     "is_realigned": "client",
     "log_local_model": "models",
     "install_webhook": "install",
+    "ReferenceCache": "cache",
     "ModelRef": "uris",
     "parse_model_uri": "uris",
     "resolve_to_local": "uris",

@@ -21,7 +21,7 @@ from mlflow_nlsr.errors import ModelReferenceError
 from mlflow_nlsr.registry import tags as T
 
 if TYPE_CHECKING:
-    from mlflow_nlsr.registry.client import RegistryClient
+    from mlflow_nlsr.registry.client import RegistryClient, VersionInfo
 
 UriKind = Literal["version", "alias", "logged_model", "run", "artifact", "local"]
 
@@ -130,18 +130,32 @@ def resolve_to_local(uri: str, dest_dir: Path | str, client: RegistryClient) -> 
         if not ref.path.exists():
             raise ModelReferenceError(f"{uri}: local model directory does not exist")
         return find_model_dir(ref.path, what=uri)[0]
-    download_uri = ref.uri
+    return download_model(ref, pin(ref, client)[0], Path(dest_dir), client)
+
+
+def pin(ref: ModelRef, client: RegistryClient) -> tuple[str, VersionInfo | None]:
+    """The URI to download for `ref` (an alias pinned to its version) and the registered version, if any.
+
+    An unknown or deleted version (or an unset alias) raises a RegistryError naming it.
+    """
     if ref.name is not None and ref.version is not None:
-        client.get_version(ref.name, ref.version)
-    elif ref.name is not None and ref.alias is not None:
+        return ref.uri, client.get_version(ref.name, ref.version)
+    if ref.name is not None and ref.alias is not None:
         pinned = client.get_alias_version(ref.name, ref.alias)
-        download_uri = _join(f"models:/{ref.name}/{pinned.version}", ref.subpath)
-    dest = Path(dest_dir)
+        return _join(f"models:/{ref.name}/{pinned.version}", ref.subpath), pinned
+    return ref.uri, None
+
+
+def download_model(ref: ModelRef, download_uri: str, dest: Path, client: RegistryClient) -> Path:
+    """Download `download_uri` into a fresh dir under `dest`; return the model dir in it.
+
+    A download that turns out not to be a model is removed again before the RegistryError is raised.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     target = Path(tempfile.mkdtemp(prefix=_slug(ref) + "-", dir=dest))
     try:
         local = Path(client.download_artifacts(download_uri, target))
-        return find_model_dir(local, what=uri)[0]
+        return find_model_dir(local, what=ref.uri)[0]
     except BaseException:
         shutil.rmtree(target, ignore_errors=True)
         raise

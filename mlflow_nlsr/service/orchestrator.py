@@ -42,6 +42,7 @@ from mlflow_nlsr.service.intake import enqueue_version
 from mlflow_nlsr.service.notify import notify_job
 from mlflow_nlsr.service.poller import poll_registry
 from mlflow_nlsr.service.preflight import check_job_inputs
+from mlflow_nlsr.service.retention import release_work_dir
 from mlflow_nlsr.service.settings import Outcome, Settings, job_work_dir
 from mlflow_nlsr.service.settings import slug as _slug
 from mlflow_nlsr.service.work import WorkInput, gate_config_of
@@ -211,6 +212,7 @@ class NLSRService:
             result={**result, "promotion": decision.promotion, "reasons": decision.reasons},
         )  # fmt: skip
         notify_job(self.store, self.rules.notify, done)  # never raises (service/notify.py)
+        release_work_dir(self.settings.work_dir, done, self.rules.retention)  # retention: in nlsr.yaml
         return Outcome.of(done)
 
     # -- steps -----------------------------------------------------------------------------
@@ -356,6 +358,7 @@ class NLSRService:
     def _skip(self, job: Job, reason: str) -> Outcome:
         self._tag_source(job.model_name, job.version, {lineage.STATUS: "skipped", lineage.REASONS: reason})
         done = self.store.finish(job.id, self.settings.worker_id, JobState.SKIPPED, reasons=[reason])
+        release_work_dir(self.settings.work_dir, done, self.rules.retention)
         return Outcome.of(done, (reason,))
 
     def _tag_source(

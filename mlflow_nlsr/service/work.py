@@ -21,10 +21,11 @@ from mlflow_nlsr.calibration.run import Models
 from mlflow_nlsr.gates.intervals import read_intervals
 from mlflow_nlsr.gates.policy import evaluate_policy, load_gate_config
 from mlflow_nlsr.options import RealignOptions
-from mlflow_nlsr.registry import resolve_to_local
+from mlflow_nlsr.registry.cache import REFERENCES, ReferenceCache
 from mlflow_nlsr.rules import Resolved
 from mlflow_nlsr.service.costs import COSTS_FILE, StageCosts, record_costs
 from mlflow_nlsr.service.heartbeat import Heartbeat
+from mlflow_nlsr.service.retention import note_references
 from mlflow_nlsr.store.states import JobState
 from mlflow_nlsr.store.tables import Job
 
@@ -64,10 +65,9 @@ def realign_and_gate(
     name, version, worker = job.model_name, job.version, svc.settings.worker_id
     rule, options, job_dir = work.resolved.rule, work.options, work.job_dir
     costs = StageCosts(job_dir / COSTS_FILE)
-    inputs = Path(svc.settings.work_dir) / "inputs"
-    base = resolve_to_local(work.resolved.base_uri, inputs, svc.client)
-    aligned = resolve_to_local(work.resolved.aligned_uri, inputs, svc.client)
-    finetuned = resolve_to_local(work.source_uri, job_dir / "input", svc.client)
+    base, aligned = use_references(svc, work)
+    # the job's own copy (removed with its dir), kept the cache's way so a resume downloads it no more
+    finetuned = ReferenceCache(job_dir / "input", svc.client).resolve(work.source_uri)
     out = job_dir / "realigned"
     if job.state is JobState.RUNNING:
         with costs.stage("realign", options.device):
@@ -108,3 +108,14 @@ def realign_and_gate(
 def gate_config_of(rule: Any) -> Any:
     """The rule's gate config on the job's device and dtype (the config's own device, if set, wins)."""
     return load_gate_config(rule.gate_config).placed(rule.device, rule.dtype)
+
+
+def use_references(svc: NLSRService, work: WorkInput) -> tuple[Path, Path]:
+    """Base and aligned from the reference cache (downloaded once per content, reused by every job).
+
+    The job's dir records which entries it uses, so ``gc`` leaves them alone while the job is active.
+    """
+    cache = ReferenceCache(Path(svc.settings.work_dir) / REFERENCES, svc.client)
+    base, aligned = cache.resolve(work.resolved.base_uri), cache.resolve(work.resolved.aligned_uri)
+    note_references(work.job_dir, (base, aligned))
+    return base, aligned

@@ -77,7 +77,7 @@ def test_every_rate_in_the_table_carries_its_wilson_interval(tmp_path):
 def test_the_jobs_baseline_gates_are_found_by_the_adapter_they_gated(tmp_path):
     service = tmp_path / "service"
     job = service / "jobs" / "model" / "3"
-    for key, adapter in (("k1", job / "input" / "adapter"), ("k2", service / "inputs" / "aligned"),
+    for key, adapter in (("k1", job / "input" / "adapter"), ("k2", service / "references" / "ab12"),
                          ("k3", tmp_path / "elsewhere")):  # fmt: skip
         (service / "gate-cache" / key).mkdir(parents=True)
         settings = {"settings": {"adapter": str(adapter)}}

@@ -73,6 +73,7 @@ def test_the_rule_names_the_references_alias_gate_and_limit(tmp_path):
     assert (resolved.rule.alias, resolved.rule.gate_limit) == ("safe", 7)
     assert resolved.rule.options().sparsity == 0.5
     assert rules.resolve(registry_job.BASE_NAME, {}) is None  # the references themselves are skipped
+    assert rules.retention.keep_work_dir  # the demo reads the job's gate samples after it settles
 
 
 def test_the_demo_gate_measures_utility_as_sentiment_accuracy(tmp_path):

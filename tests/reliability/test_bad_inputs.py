@@ -349,8 +349,9 @@ def test_a_models_uri_that_is_not_a_model_fails_the_job(which, good, server, mod
     outcome = svc.process_version(model_name, version)
 
     assert_failed_cleanly(svc, server, model_name, version, outcome, "is not a model")
-    inputs = Path(svc.settings.work_dir) / "inputs"
-    assert not inputs.exists() or list(inputs.iterdir()) == [], "a non-model download must be removed"
+    cache = Path(svc.settings.work_dir) / "references"
+    left = [p.relative_to(cache).as_posix() for p in cache.rglob("*")] if cache.exists() else []
+    assert left in ([], [".partial"]), f"a non-model download must be removed: {left}"
 
 
 @pytest.mark.slow

@@ -59,9 +59,14 @@ def model_name() -> str:
 
 
 def write_config(
-    path: Path, pattern: str, base_uri: str, aligned_uri: str, gates: dict, **rule: object
-) -> Path:
-    """Write an nlsr.yaml with one rule (magnitude scorer: fast and data-free) and its gate config."""
+    path: Path, pattern: str, base_uri: str, aligned_uri: str, gates: dict, *,
+    retention: dict | None = None, **rule: object,
+) -> Path:  # fmt: skip
+    """Write an nlsr.yaml with one rule (magnitude scorer: fast and data-free) and its gate config.
+
+    `retention` is the file's ``retention:`` block (e.g. ``{"keep_work_dir": True}`` for a test that
+    reads the job's work dir after it settles).
+    """
     gate_path = path.with_name(path.stem + "-gates.yaml")
     gate_path.write_text(yaml.safe_dump(gates))
     data = {
@@ -76,6 +81,8 @@ def write_config(
             }
         ],
     }
+    if retention is not None:
+        data["retention"] = retention
     path.write_text(yaml.safe_dump(data))
     return path
 

@@ -35,7 +35,8 @@ def _child_runs(client, parent_name):
 def test_a_job_calibrates_by_default_and_records_every_attempt(
     server, models, references, model_name, make_service, tmp_path
 ):
-    config = write_config(tmp_path / "nlsr.yaml", model_name, *references, PERMISSIVE)
+    keep = {"keep_work_dir": True}  # the test reads the job's dir after it settles
+    config = write_config(tmp_path / "nlsr.yaml", model_name, *references, PERMISSIVE, retention=keep)
     client, version = _register(server, models, model_name)
     svc = make_service(config)
 
@@ -91,7 +92,8 @@ def test_a_job_nothing_passes_is_rejected_with_the_list_of_attempts(
 
 
 def test_calibration_can_be_switched_off(server, models, references, model_name, make_service, tmp_path):
-    config = write_config(tmp_path / "nlsr.yaml", model_name, *references, PERMISSIVE)
+    keep = {"keep_work_dir": True}  # the test reads the job's dir after it settles
+    config = write_config(tmp_path / "nlsr.yaml", model_name, *references, PERMISSIVE, retention=keep)
     client, version = _register(server, models, model_name)
 
     outcome = make_service(config, calibrate=False).process_version(model_name, version)

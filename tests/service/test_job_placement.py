@@ -44,7 +44,7 @@ def test_the_configured_device_and_dtype_reach_every_stage_and_are_recorded(
     server, models, references, model_name, make_service, tmp_path, spies
 ):
     config = write_config(tmp_path / "nlsr.yaml", model_name, *references, PERMISSIVE, device="cpu",
-                          dtype="bfloat16")
+                          dtype="bfloat16", retention={"keep_work_dir": True})
     client = RegistryClient(server.url)
     _, registered = log_local_model(
         models[2], name=model_name, registered_model_name=model_name, client=client

@@ -29,7 +29,8 @@ def _register_finetuned(server, models, name, **tags):
 def test_a_passing_version_is_realigned_registered_with_lineage_and_promoted(
     server, models, references, model_name, make_service, tmp_path
 ):
-    config = write_config(tmp_path / "nlsr.yaml", model_name, *references, PERMISSIVE)
+    keep = {"keep_work_dir": True}  # the test reads the job's dir after it settles
+    config = write_config(tmp_path / "nlsr.yaml", model_name, *references, PERMISSIVE, retention=keep)
     client, version = _register_finetuned(server, models, model_name)
     svc = make_service(config)
 

@@ -99,7 +99,7 @@ def test_a_registration_is_realigned_on_ray_with_the_lineage_of_the_local_execut
     assert [r.info.status for r in work_runs] == ["FINISHED"]
     artifacts = {a.path for a in client.mlflow.list_artifacts(work_runs[0].info.run_id)}
     assert {"realigned", "gates", "logs"} <= artifacts
-    assert not (tmp_path / "work" / "inputs").exists(), "the worker downloaded no model input"
+    assert not (tmp_path / "work" / "references").exists(), "the worker downloaded no model input"
 
     local_name = f"ray-local-{uuid.uuid4().hex[:8]}"
     local_config = write_config(tmp_path / "local.yaml", local_name, *references, PERMISSIVE)
