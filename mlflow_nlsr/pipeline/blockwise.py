@@ -121,7 +121,7 @@ def _rebuild_computed_buffers(module: nn.Module, device: torch.device) -> None:
             setattr(module, key, getattr(fresh, key))
 
 
-def _release_freed_memory() -> None:
+def release_freed_memory() -> None:
     """Hand freed heap pages back to the OS (glibc keeps block-sized frees; elsewhere a no-op)."""
     import ctypes
     import ctypes.util
@@ -205,7 +205,7 @@ class BlockStream:
         finally:
             self.blocks[index] = self._skeletons[index]
             del real
-            _release_freed_memory()
+            release_freed_memory()
 
 
 class GramHooks:
@@ -302,17 +302,28 @@ def replay(block: nn.Module, states: list[BlockInputs], device: torch.device,
     """Run `block` on every stored batch (moved to `device` for the call); return the carried states.
 
     `before(batch)` runs ahead of each forward (the Gram hooks read the response mask from it); with
-    `carry` the block's outputs replace the hidden states (stored where the inputs were).
+    `carry` the block's outputs replace the hidden states in `states` itself, batch by batch (stored
+    where the inputs were), so the old and new hidden states of the whole set are never held together;
+    the list is returned.
     """
-    carried = []
-    for state in states:
+    for index, state in enumerate(states):
         here = state.to(device)
         if before is not None:
             before(here)
         out = run_block(block, here)
+        del here
         if carry:
-            carried.append(state.with_hidden(out.to(state.hidden().device)))
-    return carried
+            states[index] = state.with_hidden(out.to(state.hidden().device))
+    return states
 
 
-__all__ = ["BlockInputs", "BlockStream", "GramHooks", "block_grams", "replay", "run_block", "store_device"]
+__all__ = [
+    "BlockInputs",
+    "BlockStream",
+    "GramHooks",
+    "block_grams",
+    "release_freed_memory",
+    "replay",
+    "run_block",
+    "store_device",
+]

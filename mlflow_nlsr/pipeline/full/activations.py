@@ -104,14 +104,17 @@ def block_subspaces(hooks: GramHooks, keys: list[str], base: Source, aligned: So
 
     ΔW_e is rebuilt exactly as pass 1 builds it (``scoring.reference_delta``), one module at a time;
     V is ``core.actsvd_subspace`` (float64 eigendecomposition of the Gram sum) at the kept rank
-    pass 1 uses (``scoring.kept_rank_for``).
+    pass 1 uses (``scoring.kept_rank_for``). Each Gram is dropped from `hooks` after its last reader.
     """
     out = {}
-    for key in keys:
+    owners = [hooks.alias.get(key, key) for key in keys]
+    for index, key in enumerate(keys):
         _w0, delta_e = reference_delta(key, base, aligned, options, device)
         keep = kept_rank_for(tuple(delta_e.shape), options)
         out[key] = actsvd_subspace(delta_e, hooks.gram(key), keep).to(device="cpu", dtype=torch.float32)
         del _w0, delta_e
+        if owners[index] not in owners[index + 1 :]:
+            hooks.grams.pop(owners[index], None)
     return out
 
 
@@ -159,7 +162,13 @@ def capture_subspaces(model_dir: Path, tokenizer_dir: Path, base: Source, aligne
 
     """
     from mlflow_nlsr.pipeline.activations import make_batches
-    from mlflow_nlsr.pipeline.blockwise import BlockStream, block_grams, replay, store_device
+    from mlflow_nlsr.pipeline.blockwise import (
+        BlockStream,
+        block_grams,
+        release_freed_memory,
+        replay,
+        store_device,
+    )
 
     torch_device, torch_dtype = torch.device(device), getattr(torch, dtype)
     accumulate = accumulate or gram_dtype(torch_device)
@@ -187,6 +196,8 @@ def capture_subspaces(model_dir: Path, tokenizer_dir: Path, base: Source, aligne
             found.update(modules)
             if index + 1 < len(stream):
                 states = replay(block, states, torch_device, carry=True)
+    del stream, states
+    release_freed_memory()  # the streaming passes that follow start from the pipeline's own footprint
     missing = sorted(linear - found)
     if missing:
         raise CalibrationError(f"the reference model has no module for weight {missing[0]}")
