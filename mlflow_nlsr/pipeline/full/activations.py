@@ -202,12 +202,16 @@ def capture_subspaces(model_dir: Path, tokenizer_dir: Path, base: Source, aligne
     if missing:
         raise CalibrationError(f"the reference model has no module for weight {missing[0]}")
     (path / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    info = {"source": str(source), "generated": bool(options.calibration_prompts),
-            "sha256": sha256_file(source), "samples": len(samples),
-            "response_tokens": int(sum(int((s.labels != actsvd_data.IGNORE_INDEX).sum()) for s in samples)),
-            "device": device, "dtype": dtype, "blockwise": True,
-            "gram_dtype": str(accumulate).removeprefix("torch.")}
-    return path, info
+    placement = {"device": device, "dtype": dtype, "gram_dtype": str(accumulate).removeprefix("torch.")}
+    return path, _provenance(source, samples, options, placement)
+
+
+def _provenance(source: Path, samples: list[Any], options: RealignOptions, placement: dict[str, str]
+                ) -> dict[str, Any]:
+    tokens = int(sum(int((s.labels != actsvd_data.IGNORE_INDEX).sum()) for s in samples))
+    return {"source": str(source), "generated": bool(options.calibration_prompts),
+            "sha256": sha256_file(source), "samples": len(samples), "response_tokens": tokens, **placement,
+            "blockwise": True}
 
 
 def capture_grams_loaded(model_dir: Path, tokenizer_dir: Path, base: Source, aligned: Source,
