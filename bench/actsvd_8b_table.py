@@ -1,8 +1,10 @@
 """Bytes resident per stage for an 8B model (Llama-3-8B shapes), the whole-model paths vs block by block.
 
 Computed from the configuration, not measured: parameters × bytes per element, Gram matrices × 8 bytes
-(float64), hidden states = calibration tokens × hidden × bytes. Python/CUDA runtime overheads and
-allocator slack are not included. The point is which stages fit on one 80 GB GPU and in how much host RAM.
+(float64, the whole-model path) or 4 bytes (float32, accumulated on the GPU), kept subspaces V [d_out, k]
+× 4 bytes, hidden states = calibration tokens × hidden × bytes. Python/CUDA runtime overheads and
+allocator slack are not included. The point is which stages fit on one 80 GB GPU and in how much host RAM,
+and how much scratch disk full mode needs between the calibration pass and pass 1.
 
     python bench/actsvd_8b_table.py [--samples 128 --max-length 256 --dtype-bytes 2]
 """
@@ -13,6 +15,8 @@ import argparse
 
 LLAMA3_8B = {"hidden": 4096, "intermediate": 14336, "layers": 32, "heads": 32, "kv_heads": 8, "vocab": 128256}
 GIB = 2**30
+#: kept rank of every Llama-3-8B module: core.kept_rank(min(d_out, d_in, 128), 0.8, "official")
+KEPT = 102
 
 
 def shapes(cfg: dict[str, int]) -> dict[str, tuple[int, int]]:
@@ -31,14 +35,22 @@ def table(cfg: dict[str, int], samples: int, max_length: int, nbytes: int, rank:
     # distinct inputs per block: attention input (q/k/v), o_proj input, MLP input (gate/up), down_proj input
     h, i = cfg["hidden"], cfg["intermediate"]
     grams_block = (3 * h * h + i * i) * 8
+    grams_block32 = grams_block // 2
+    subspaces = cfg["layers"] * sum(d_out * KEPT for d_out, _ in shapes(cfg).values()) * 4
+    # reducing down_proj's Gram (the largest): its float64 copy, ΔW_e in fp32 and fp64, and W·G in fp64
+    reduce = i * i * 8 + h * i * (4 + 8 + 8)
     hidden_states = samples * max_length * h * nbytes
     lora = cfg["layers"] * sum(rank * (a + b) for a, b in shapes(cfg).values()) * 4
     largest = i * h * 4
     return [
         ("full ActSVD: reference weights", model * 4, (embed + block) * nbytes,
          "old: whole model in fp32; new: embeddings + one block in the job dtype"),
-        ("full ActSVD: Gram matrices", cfg["layers"] * grams_block, grams_block,
-         "float64 XᵀX per distinct input; new: one block's, written out when the block is done"),
+        ("full ActSVD: Gram matrices", cfg["layers"] * grams_block, grams_block32,
+         "old: float64 XᵀX per distinct input, all blocks; new: one block's, float32 on the GPU"),
+        ("full ActSVD: reducing a block's Grams", 0, reduce,
+         "new: float64 eigendecomposition workspace of the largest Gram (down_proj), one module at a time"),
+        ("full ActSVD: scratch on disk for pass 1", cfg["layers"] * grams_block, subspaces,
+         f"old: every float64 Gram; new: each weight's kept subspace V [d_out, {KEPT}] in float32"),
         ("full ActSVD: building weights", 0, 3 * largest,
          "new: W_0, W_a and W_0 + ΔW_e of the largest tensor in fp32 while a block is built"),
         ("LoRA ActSVD: model", model * nbytes + lora, (embed + block) * nbytes + lora,
@@ -64,10 +76,18 @@ def main() -> None:
     print("|---|---:|---:|---|")
     for stage, old, new, what in rows:
         print(f"| {stage} | {old / GIB:.2f} | {new / GIB:.2f} | {what} |")
-    old_peak = rows[0][1] + rows[1][1] + rows[5][1]
-    new_peak = rows[0][2] + rows[1][2] + rows[2][2] + rows[5][2]
+    by = {row[0]: row for row in rows}
+    full = ("full ActSVD: reference weights", "full ActSVD: Gram matrices", "hidden states (both modes)")
+    old_peak = sum(by[s][1] for s in full)
+    # the block's weights and its Grams are resident while the block is reduced or built
+    new_peak = sum(by[s][2] for s in full) + max(by["full ActSVD: building weights"][2],
+                                                 by["full ActSVD: reducing a block's Grams"][2])
     print(f"\nfull-mode ActSVD peak: {old_peak / GIB:.1f} GiB whole model, {new_peak / GIB:.1f} GiB by block")
-    lora_old, lora_new = rows[3][1] + rows[4][1] + rows[5][1], rows[3][2] + rows[4][2] + rows[5][2]
+    scratch = by["full ActSVD: scratch on disk for pass 1"]
+    print(f"full-mode scratch for pass 1: {scratch[1] / GIB:.1f} GiB of Grams, {scratch[2] / GIB:.2f} GiB of "
+          "kept subspaces")
+    lora = ("LoRA ActSVD: model", "LoRA ActSVD: Gram matrices", "hidden states (both modes)")
+    lora_old, lora_new = sum(by[s][1] for s in lora), sum(by[s][2] for s in lora)
     print(f"LoRA-mode ActSVD peak: {lora_old / GIB:.1f} GiB whole model, {lora_new / GIB:.1f} GiB blockwise")
 
 

@@ -5,8 +5,10 @@ decoder blocks. For each depth, in both modes and both paths, one fresh subproce
 calibration stage and reports its seconds and the process's peak RSS (``VmHWM``) next to the RSS
 after imports and input setup (so the stage's own cost is ``peak - before``):
 
-* full mode: ``capture_grams_loaded`` (whole fp32 reference model, every Gram held until the end) vs
-  ``capture_grams`` (one block built from the streamed base + extrapolated delta; Grams written per block);
+* full mode: ``capture_grams_loaded`` (whole fp32 reference model, every float64 Gram held until the end
+  and written out for pass 1) vs ``capture_subspaces`` (one block built from the streamed base +
+  extrapolated delta; its Grams reduced to each weight's kept subspace V [d_out, k] when the block is
+  done, only V written); ``scratch_mib`` is what each leaves on disk for pass 1;
 * LoRA mode (rank-16 adapter on every projection): ``load_adapted_model`` + ``actsvd_projections`` (whole
   PEFT model) vs ``blockwise_projections`` (one block, reference factors merged).
 
@@ -83,16 +85,18 @@ def _samples(base: Path):
     return tok, samples
 
 
-def run_full(paths: dict[str, Path], path: str, work: Path) -> None:
+def run_full(paths: dict[str, Path], path: str, work: Path) -> float:
+    """Run one full-mode capture into `work`; return the MiB it left there (the scratch pass 1 reads)."""
     from mlflow_nlsr.options import RealignOptions
-    from mlflow_nlsr.pipeline.full.activations import capture_grams, capture_grams_loaded
+    from mlflow_nlsr.pipeline.full.activations import capture_grams_loaded, capture_subspaces
     from mlflow_nlsr.pipeline.full.inputs import is_linear_weight, open_sources
 
     options = RealignOptions(mode="full", calibration_samples=SAMPLES, max_length=MAX_LENGTH, device="cpu")
     base, aligned, finetuned = open_sources(paths["base"], paths["aligned"], paths["aligned"])
     linear = {k for k in finetuned.infos if is_linear_weight(k, finetuned.infos[k].shape)}
-    capture = capture_grams if path == "blockwise" else capture_grams_loaded
+    capture = capture_subspaces if path == "blockwise" else capture_grams_loaded
     capture(paths["base"], paths["base"], base, aligned, linear, options, work)
+    return sum(f.stat().st_size for f in work.rglob("*") if f.is_file()) / 2**20
 
 
 def run_lora(paths: dict[str, Path], path: str) -> None:
@@ -125,13 +129,14 @@ def child(mode: str, depth: int, path: str, root: Path) -> dict[str, object]:
     paths = {k: root / f"d{depth}" / k for k in ("base", "aligned", "adapter")}
     before = _current_rss_mib()
     started = time.perf_counter()
+    scratch = None
     with tempfile.TemporaryDirectory() as work:
         if mode == "full":
-            run_full(paths, path, Path(work))
+            scratch = round(run_full(paths, path, Path(work)), 2)
         else:
             run_lora(paths, path)
     return {"mode": mode, "depth": depth, "path": path, "seconds": round(time.perf_counter() - started, 2),
-            "rss_before_mib": round(before), "peak_rss_mib": round(_rss_mib())}
+            "rss_before_mib": round(before), "peak_rss_mib": round(_rss_mib()), "scratch_mib": scratch}
 
 
 def main() -> None:
@@ -169,13 +174,14 @@ def main() -> None:
                 subprocess.run(["rm", "-rf", str(root / f"d{depth}" / sub)], check=True)
     print(f"# ActSVD scaling, {platform.node()} ({os.cpu_count()} cores), "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
-    print("| mode | depth | path | seconds | RSS before (MiB) | peak RSS (MiB) | load |")
-    print("|---|---:|---|---:|---:|---:|---:|")
+    print("| mode | depth | path | seconds | RSS before (MiB) | peak RSS (MiB) | scratch (MiB) | load |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['mode']} | {r['depth']} | {r['path']} | {r['seconds']} | {r['rss_before_mib']} | "
-              f"{r['peak_rss_mib']} | {r['load_1min']} |")
+              f"{r['peak_rss_mib']} | {r['scratch_mib']} | {r['load_1min']} |")
     if args.out:
-        args.out.write_text(json.dumps({"machine": platform.node(), "cpus": os.cpu_count(), "rows": rows},
+        args.out.write_text(json.dumps({"machine": platform.node(), "cpus": os.cpu_count(),
+                                        "date": time.strftime("%Y-%m-%d"), "modes": args.modes, "rows": rows},
                                        indent=1) + "\n")
 
 

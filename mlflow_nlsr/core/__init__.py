@@ -18,9 +18,11 @@ from __future__ import annotations
 from mlflow_nlsr.core.factors import ModuleFactors
 from mlflow_nlsr.core.masks import (
     actsvd_project,
+    actsvd_subspace,
     input_gram,
     kept_rank,
     magnitude_mask,
+    project_onto,
     random_mask_like,
     top_mask,
     weight_lowrank_mask,
@@ -48,6 +50,7 @@ __all__ = [
     "ModuleSelection",
     "PatchStrength",
     "actsvd_project",
+    "actsvd_subspace",
     "amplification",
     "combine_strength",
     "cosine",
@@ -62,6 +65,7 @@ __all__ = [
     "magnitude_mask",
     "paper_correction_factors",
     "product_cosine",
+    "project_onto",
     "product_inner",
     "random_mask_like",
     "rank_probabilities",

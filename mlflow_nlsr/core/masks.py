@@ -37,14 +37,17 @@ def kept_rank(dim: int, sparsity: float, variant: str) -> int:
     return min(dim, max(1, k))
 
 
-def input_gram(x: torch.Tensor) -> torch.Tensor:
+def input_gram(x: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Gram matrix of a factor's calibration inputs (spec §1.4b); sum these over batches.
 
     Args:
         x: inputs of the factor at response tokens, shape [T, d_in] (T may be 0).
+        dtype: precision of the product and of the sum the caller keeps: float64 (default, exact enough
+            for any calibration set) or float32 (half the memory; full-weight mode accumulates block
+            Grams in float32 on the device and decomposes them in float64, see ``actsvd_subspace``).
 
     Returns:
-        ``XᵀX`` in float64, shape [d_in, d_in].
+        ``XᵀX`` in `dtype`, shape [d_in, d_in], on the device of ``x``.
 
     Raises:
         CalibrationError: ``x`` is not 2-D or holds NaN/Inf.
@@ -52,22 +55,18 @@ def input_gram(x: torch.Tensor) -> torch.Tensor:
     """
     if x.dim() != 2:
         raise CalibrationError(f"calibration inputs must be [T, d_in], found shape {tuple(x.shape)}")
-    x64 = x.detach().to(torch.float64)
-    if not torch.isfinite(x64).all():
+    xd = x.detach().to(dtype)
+    if not torch.isfinite(xd).all():
         raise CalibrationError("calibration inputs hold NaN or Inf values")
-    return x64.T @ x64
+    return xd.T @ xd
 
 
 def actsvd_project(weight: torch.Tensor, gram: torch.Tensor, keep_rank: int) -> torch.Tensor:
     """Project a factor onto the top-k subspace of its output activations (ActSVD, spec §1.4b).
 
-    With ``Y = X Wᵀ`` ([T, d_out]) and ``G = XᵀX``, the top-k right singular vectors V [d_out, k] of Y
-    are the top-k eigenvectors of ``YᵀY = W G Wᵀ``; the result is ``Ŵ = V Vᵀ W``. We compute them exactly
-    with ``torch.linalg.eigh`` in float64 (deterministic). The official code uses
+    ``project_onto(weight, actsvd_subspace(weight, gram, keep_rank))``: with ``Y = X Wᵀ`` the result is
+    ``Ŵ = V Vᵀ W`` for the top-k right singular vectors V of Y. The official code uses
     ``torch.svd_lowrank(Y, q=k, niter=20)``, which equals this up to its randomised approximation.
-    For tall factors (d_out > d_in, e.g. lora_B) the same vectors come from the SVD of ``W L`` with
-    ``G = L Lᵀ``, which costs O(d_out·d_in²) instead of O(d_out³).
-    If eigenvalue k and k+1 tie, the subspace is not unique and either choice is valid.
 
     Args:
         weight: factor weight W, shape [d_out, d_in] (lora_A: [r, d_in]; lora_B: [d_out, r]).
@@ -76,6 +75,33 @@ def actsvd_project(weight: torch.Tensor, gram: torch.Tensor, keep_rank: int) -> 
 
     Returns:
         Ŵ, shape [d_out, d_in], dtype and device of ``weight``.
+
+    Raises:
+        CalibrationError: the gram matrix is all zeros or not finite.
+        InputError: shapes do not agree.
+        ConfigError: keep_rank out of range.
+
+    """
+    return project_onto(weight, actsvd_subspace(weight, gram, keep_rank))
+
+
+def actsvd_subspace(weight: torch.Tensor, gram: torch.Tensor, keep_rank: int) -> torch.Tensor:
+    """Orthonormal basis of the top-k output-activation subspace of a factor (ActSVD, spec §1.4b).
+
+    With ``Y = X Wᵀ`` ([T, d_out]) and ``G = XᵀX``, the top-k right singular vectors V of Y are the
+    top-k eigenvectors of ``YᵀY = W G Wᵀ``, computed exactly with ``torch.linalg.eigh`` in float64
+    (deterministic) whatever the dtype of ``gram``. For tall factors (d_out > d_in, e.g. lora_B) the same
+    vectors come from the SVD of ``W L`` with ``G = L Lᵀ``, which costs O(d_out·d_in²) instead of
+    O(d_out³). If eigenvalue k and k+1 tie, the subspace is not unique and either choice is valid.
+    V is all a scorer needs from G for this weight: [d_out, k] instead of [d_in, d_in].
+
+    Args:
+        weight: factor weight W, shape [d_out, d_in].
+        gram: ``XᵀX`` of the factor's inputs, shape [d_in, d_in], float32 or float64.
+        keep_rank: k, 1 <= k <= d_out (see ``kept_rank``).
+
+    Returns:
+        V, shape [d_out, k], float64, on the device of ``weight``, orthonormal columns.
 
     Raises:
         CalibrationError: the gram matrix is all zeros or not finite.
@@ -99,16 +125,36 @@ def actsvd_project(weight: torch.Tensor, gram: torch.Tensor, keep_rank: int) -> 
         m = w @ g @ w.T
         m = (m + m.T) / 2  # symmetric up to rounding; eigh reads one triangle
         _, vecs = torch.linalg.eigh(m)  # ascending eigenvalues
-        v = vecs[:, -keep_rank:]
-    else:
-        # Tall factor (lora_B: d_out up to 14336, d_in = r): the same subspace from the small side.
-        # G = L Lᵀ, so W G Wᵀ = Z Zᵀ with Z = W L [d_out, d_in]; its top eigenvectors are Z's top
-        # left singular vectors. Avoids an O(d_out³) eigendecomposition.
-        evals, q = torch.linalg.eigh((g + g.T) / 2)
-        z = w @ (q * evals.clamp(min=0).sqrt())
-        u, _, _ = torch.linalg.svd(z, full_matrices=False)
-        v = u[:, :keep_rank]
-    return (v @ (v.T @ w)).to(weight.dtype)
+        return vecs[:, -keep_rank:]
+    # Tall factor (lora_B: d_out up to 14336, d_in = r): the same subspace from the small side.
+    # G = L Lᵀ, so W G Wᵀ = Z Zᵀ with Z = W L [d_out, d_in]; its top eigenvectors are Z's top
+    # left singular vectors. Avoids an O(d_out³) eigendecomposition.
+    evals, q = torch.linalg.eigh((g + g.T) / 2)
+    z = w @ (q * evals.clamp(min=0).sqrt())
+    u, _, _ = torch.linalg.svd(z, full_matrices=False)
+    return u[:, :keep_rank]
+
+
+def project_onto(weight: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """Project the columns of a weight onto a subspace of its output space: ``V Vᵀ W``.
+
+    Args:
+        weight: W, shape [d_out, d_in].
+        basis: V with orthonormal columns, shape [d_out, k] (see ``actsvd_subspace``).
+
+    Returns:
+        ``V Vᵀ W`` computed in float64, shape [d_out, d_in], dtype and device of ``weight``.
+
+    Raises:
+        InputError: ``basis`` is not [d_out, k].
+
+    """
+    check_matrix(weight, "weight")
+    if basis.dim() != 2 or basis.shape[0] != weight.shape[0]:
+        raise InputError(f"basis must be [d_out, k] with d_out = {weight.shape[0]}, "
+                         f"found {tuple(basis.shape)}")
+    v = basis.detach().to(device=weight.device, dtype=torch.float64)
+    return (v @ (v.T @ weight.detach().to(torch.float64))).to(weight.dtype)
 
 
 def _check_per(per: str) -> None:

@@ -121,7 +121,7 @@ def _rebuild_computed_buffers(module: nn.Module, device: torch.device) -> None:
             setattr(module, key, getattr(fresh, key))
 
 
-def _release_freed_memory() -> None:
+def release_freed_memory() -> None:
     """Hand freed heap pages back to the OS (glibc keeps block-sized frees; elsewhere a no-op)."""
     import ctypes
     import ctypes.util
@@ -205,17 +205,19 @@ class BlockStream:
         finally:
             self.blocks[index] = self._skeletons[index]
             del real
-            _release_freed_memory()
+            release_freed_memory()
 
 
 class GramHooks:
-    """Forward pre-hooks adding XᵀX (float64) of response-token inputs, one Gram per distinct input tensor.
+    """Forward pre-hooks adding XᵀX of response-token inputs, one Gram per distinct input tensor.
 
     Modules that read the same input tensor (q/k/v, gate/up) share one Gram: ``alias[key]`` names the
-    module whose Gram `key` uses (found on the first batch by tensor identity).
+    module whose Gram `key` uses (found on the first batch by tensor identity). The sums are kept in
+    `dtype` (float64 by default; full-weight mode accumulates float32) on the device of the inputs.
     """
 
-    def __init__(self, modules: dict[str, nn.Module]) -> None:
+    def __init__(self, modules: dict[str, nn.Module], dtype: torch.dtype = torch.float64) -> None:
+        self.dtype = dtype
         self.grams: dict[str, torch.Tensor] = {}
         self.alias: dict[str, str] = {}
         self.token_mask: torch.Tensor | None = None
@@ -239,8 +241,11 @@ class GramHooks:
             rows = x.reshape(-1, x.shape[-1])
             if self.token_mask is not None:
                 rows = rows[self.token_mask.reshape(-1)]
-            gram = input_gram(rows)
-            self.grams[key] = self.grams[key] + gram if key in self.grams else gram
+            gram = input_gram(rows, self.dtype)
+            if key in self.grams:
+                self.grams[key].add_(gram)
+            else:
+                self.grams[key] = gram
 
         return hook
 
@@ -261,9 +266,12 @@ class GramHooks:
 
 @torch.no_grad()
 def block_grams(block: nn.Module, modules: dict[str, nn.Module], states: list[BlockInputs],
-                device: torch.device) -> GramHooks:
-    """Replay `block` on `states` and return the hooks holding every module's input Gram (response tokens)."""
-    hooks = GramHooks(modules)
+                device: torch.device, dtype: torch.dtype = torch.float64) -> GramHooks:
+    """Replay `block` on `states`; return the hooks holding every module's input Gram (response tokens).
+
+    The Gram sums are kept in `dtype` on `device` (see ``GramHooks``).
+    """
+    hooks = GramHooks(modules, dtype)
 
     def before(batch: BlockInputs) -> None:
         if hooks.token_mask is not None:
@@ -294,17 +302,28 @@ def replay(block: nn.Module, states: list[BlockInputs], device: torch.device,
     """Run `block` on every stored batch (moved to `device` for the call); return the carried states.
 
     `before(batch)` runs ahead of each forward (the Gram hooks read the response mask from it); with
-    `carry` the block's outputs replace the hidden states (stored where the inputs were).
+    `carry` the block's outputs replace the hidden states in `states` itself, batch by batch (stored
+    where the inputs were), so the old and new hidden states of the whole set are never held together;
+    the list is returned.
     """
-    carried = []
-    for state in states:
+    for index, state in enumerate(states):
         here = state.to(device)
         if before is not None:
             before(here)
         out = run_block(block, here)
+        del here
         if carry:
-            carried.append(state.with_hidden(out.to(state.hidden().device)))
-    return carried
+            states[index] = state.with_hidden(out.to(state.hidden().device))
+    return states
 
 
-__all__ = ["BlockInputs", "BlockStream", "GramHooks", "block_grams", "replay", "run_block", "store_device"]
+__all__ = [
+    "BlockInputs",
+    "BlockStream",
+    "GramHooks",
+    "block_grams",
+    "release_freed_memory",
+    "replay",
+    "run_block",
+    "store_device",
+]

@@ -9,9 +9,11 @@ from hypothesis import strategies as st
 
 from mlflow_nlsr.core.masks import (
     actsvd_project,
+    actsvd_subspace,
     input_gram,
     kept_rank,
     magnitude_mask,
+    project_onto,
     random_mask_like,
     top_mask,
     weight_lowrank_mask,
@@ -93,6 +95,30 @@ def test_actsvd_output_lies_in_the_span_of_the_activations():
     projected = actsvd_project(w, input_gram(x), 3)
     y = x @ w.T  # rank 3; the projection keeps its output subspace exactly
     torch.testing.assert_close(x @ projected.T, y)
+
+
+@pytest.mark.parametrize("shape", [(6, 10), (12, 4)])
+def test_actsvd_is_the_projection_onto_its_subspace_computed_once(shape):
+    gen = torch.Generator().manual_seed(7)
+    w, x = torch.randn(*shape, generator=gen), torch.randn(40, shape[1], generator=gen)
+    v = actsvd_subspace(w, input_gram(x), 3)
+    assert v.shape == (shape[0], 3) and v.dtype == torch.float64
+    torch.testing.assert_close(v.T @ v, torch.eye(3, dtype=torch.float64))
+    assert torch.equal(project_onto(w, v), actsvd_project(w, input_gram(x), 3))
+
+
+def test_subspace_from_a_float32_gram_sum_matches_the_float64_one_on_well_separated_data():
+    gen = torch.Generator().manual_seed(8)
+    w, x = torch.randn(8, 16, generator=gen), torch.randn(200, 16, generator=gen) * torch.arange(1, 17)
+    g32 = input_gram(x[:100], torch.float32) + input_gram(x[100:], torch.float32)
+    assert g32.dtype == torch.float32
+    p32, p64 = project_onto(w, actsvd_subspace(w, g32, 3)), actsvd_project(w, input_gram(x), 3)
+    assert float((p32 - p64).abs().max()) < 1e-4
+
+
+def test_project_onto_rejects_a_basis_of_another_output_size():
+    with pytest.raises(InputError, match="basis"):
+        project_onto(torch.randn(4, 3), torch.eye(5)[:, :2])
 
 
 def test_actsvd_rejects_zero_calibration_and_bad_shapes():

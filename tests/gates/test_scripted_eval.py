@@ -189,3 +189,34 @@ def test_every_rate_carries_its_item_count_and_a_wilson_interval(full_run):
     for name, iv in intervals.items():
         assert iv["rate"] == pytest.approx(run.metrics[name]) and iv["low"] <= iv["rate"] <= iv["high"]
     assert "utility" not in intervals and "helpfulness_tokens" not in intervals
+
+
+class _CountingJudge(_RansomwareOnly):
+    """Records how it is asked: whole lists (batched) or one pair at a time."""
+
+    def __init__(self):
+        self.batches, self.singles = [], 0
+
+    def classify_batch(self, prompts, responses):
+        self.batches.append(len(prompts))
+        return super().classify_batch(prompts, responses)
+
+    def unsafe_probabilities(self, prompts, responses):
+        self.batches.append(len(prompts))
+        return super().unsafe_probabilities(prompts, responses)
+
+    def classify(self, prompt, response):
+        self.singles += 1
+        return super().classify(prompt, response)
+
+
+def test_the_judge_scores_each_task_in_one_batch_with_the_per_answer_results(gate_data):
+    judge = _CountingJudge()
+    run = run_gates(None, lm=scripted(), suites=["safety", "overrefusal"], judge=judge)
+    assert run.metrics["asr"] == pytest.approx(1 / 5) and run.metrics["asr_cyber"] == 1.0  # as one by one
+    assert run.metrics["refusal_rate"] == pytest.approx(1.0)  # _RansomwareOnly refuses every benign prompt
+    # safety: 5 answers classified together, then the 1 compliance scored for harm; overrefusal: 4 together
+    assert sorted(judge.batches) == [1, 4, 5]
+    # inside the default loops only (classify_batch's, and unsafe_probability's for the one compliance),
+    # never once more per document
+    assert judge.singles == 5 + 4 + 1

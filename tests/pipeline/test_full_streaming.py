@@ -58,11 +58,18 @@ def test_weight_lowrank_mask_matches_the_exact_svd_mask_on_a_low_rank_update():
     assert (mask ^ exact).float().mean() < 0.005
 
 
-def test_actsvd_mask_needs_a_gram_matrix():
+def test_actsvd_mask_needs_the_kept_subspace_at_the_kept_rank():
     from mlflow_nlsr.errors import CalibrationError
 
-    with pytest.raises(CalibrationError, match="Gram"):
-        module_mask("w", torch.randn(8, 8), RealignOptions(scorer="actsvd"))
+    options = RealignOptions(scorer="actsvd")
+    with pytest.raises(CalibrationError, match="subspace"):
+        module_mask("w", torch.randn(8, 8), options)
+    with pytest.raises(CalibrationError, match="another kept rank"):
+        module_mask("w", torch.randn(8, 8), options, subspace=torch.eye(8)[:, :3])
+    v = torch.linalg.qr(torch.randn(8, 6, generator=torch.Generator().manual_seed(5))).Q  # k = int(8 * 0.8)
+    delta = torch.randn(8, 8)
+    assert torch.equal(module_mask("w", delta, options, subspace=v),
+                       core.top_mask(core.project_onto(delta, v), options.sparsity))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

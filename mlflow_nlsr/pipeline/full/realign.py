@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from mlflow_nlsr.core import amplification, select_modules
+from mlflow_nlsr.core import select_modules
 from mlflow_nlsr.core.selection import ModuleSelection
 from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.io.atomic import atomic_output_dir, check_output_free
@@ -48,7 +48,7 @@ from mlflow_nlsr.pipeline.full.inputs import (
     validate_sources,
 )
 from mlflow_nlsr.pipeline.full.report import build_full_report, draw_plot, weights_sha256, write_report_files
-from mlflow_nlsr.pipeline.full.scoring import RANK_CAP, cosine_at
+from mlflow_nlsr.pipeline.full.scoring import RANK_CAP, cosine_at, reference_delta
 from mlflow_nlsr.pipeline.full.stats import FullRun, ModuleStats
 from mlflow_nlsr.pipeline.loading import dtype_name, resolve_device, resolve_dtype
 from mlflow_nlsr.pipeline.result import RealignResult
@@ -72,7 +72,7 @@ def _progress(items: list[T], enabled: bool, desc: str) -> Iterable[T]:
 
 
 def module_pass(key: str, base: Source, aligned: Source, finetuned: Source, options: RealignOptions,
-                device: str, gram: torch.Tensor | None = None, rank_cap: int = RANK_CAP,
+                device: str, subspace: torch.Tensor | None = None, rank_cap: int = RANK_CAP,
                 scorer: Scorer | None = None) -> tuple[ModuleStats, torch.Tensor, torch.Tensor]:
     """Pass 1 for one module: its stats, mask [d_out, d_in] and the new values of its masked entries.
 
@@ -80,13 +80,11 @@ def module_pass(key: str, base: Source, aligned: Source, finetuned: Source, opti
     operations in the same order), done in place on private copies, so the tensors a source returns are
     never modified.
     """
-    w_0 = base.get(key).to(device=device, dtype=torch.float32, copy=True)
-    delta_e = aligned.get(key).to(device=device, dtype=torch.float32, copy=True).sub_(w_0)
-    delta_e.mul_(amplification(options.variant, options.beta))  # = core.extrapolate_delta(ΔW_a)
+    w_0, delta_e = reference_delta(key, base, aligned, options, device)
     w_t = finetuned.get(key).to(device)
     delta_t = w_t.to(torch.float32, copy=True).sub_(w_0)
     scorer = scorer or scorer_for(options)
-    mask = scorer.full_mask(key, delta_e, ModuleContext(options, gram, rank_cap))
+    mask = scorer.full_mask(key, delta_e, ModuleContext(options, subspace, rank_cap))
     index = mask.reshape(-1).nonzero().squeeze(1)  # masked entries in row-major order, found once
     similarity = cosine_at(delta_t, delta_e, index)
     update_sq = float(torch.linalg.vector_norm(delta_t, dtype=torch.float64)) ** 2
@@ -116,27 +114,25 @@ def copy_aux_files(src: Path, dst: Path, extra: Path | None = None) -> list[str]
     return copied
 
 
-def _gram_reader(grams: tuple[Path, dict[str, str]] | None) -> SafetensorsReader | LazyCheckpoint | None:
-    if grams is None:
+def _subspace_reader(path: Path | None) -> SafetensorsReader | LazyCheckpoint | None:
+    if path is None:
         return None
-    return LazyCheckpoint(grams[0]) if grams[0].is_dir() else SafetensorsReader(grams[0])
+    return LazyCheckpoint(path) if path.is_dir() else SafetensorsReader(path)
 
 
 def _pass1(sources: tuple[Source, Source, Source], linear: list[str], options: RealignOptions, work: Path,
-           masks_path: Path, device: str, progress: bool, grams: tuple[Path, dict[str, str]] | None,
+           masks_path: Path, device: str, progress: bool, subspaces: Path | None,
            scorer: Scorer) -> tuple[list[ModuleStats], ValueSpill]:
     base, aligned, finetuned = sources
     entries = [Entry(k, "BOOL", finetuned.infos[k].shape) for k in linear]
     masks = SafetensorsWriter(masks_path, entries, {"nlsr": "True = safety-critical (transplanted)"})
     spill = ValueSpill(work / "reference_values.bin")
-    reader = _gram_reader(grams)
+    reader = _subspace_reader(subspaces)
     stats = []
     try:
         for key in _progress(linear, progress, "nlsr pass 1 (masks, similarity)"):
-            gram = None
-            if reader is not None and grams is not None:
-                gram = reader.get(grams[1].get(key, key))
-            module, mask, values = module_pass(key, base, aligned, finetuned, options, device, gram,
+            subspace = reader.get(key) if reader is not None else None
+            module, mask, values = module_pass(key, base, aligned, finetuned, options, device, subspace,
                                                scorer=scorer)
             masks.write(key, mask)
             spill.write(key, values)
@@ -198,7 +194,7 @@ def run_full(sources: tuple[Source, Source, Source], work_dir: Path, options: Re
     evidence = scorer.full_evidence(
         FullScoring(w0, wa, wt, set(linear), options, _aux_source(wt, w0), work, device))
     stats, spill = _pass1(sources, linear, options, work, work_dir / MASKS_NAME, device, progress,
-                          evidence.grams, scorer)
+                          evidence.subspaces, scorer)
     try:
         ordered, selection = _selection(stats, options)
         if on_selected is not None:

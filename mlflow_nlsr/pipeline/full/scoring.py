@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
-from mlflow_nlsr.core import kept_rank, row_mask, top_mask
+from mlflow_nlsr.core import amplification, kept_rank, row_mask, top_mask
 from mlflow_nlsr.errors import ConfigError
 from mlflow_nlsr.options import RealignOptions
+
+if TYPE_CHECKING:
+    from mlflow_nlsr.pipeline.full.inputs import Source
 
 #: the dense update is treated as a LoRA of at most this rank when choosing the kept rank
 RANK_CAP = 128
@@ -35,6 +39,23 @@ def module_seed(seed: int, key: str) -> int:
     """A per-module seed derived from the run seed and the weight name (independent of module order)."""
     digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def reference_delta(key: str, base: Source, aligned: Source, options: RealignOptions,
+                    device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """W_0 and ΔW_e of one module in float32 on `device`, as private copies.
+
+    The float32 arithmetic is exactly ``core.extrapolate_delta(W_a − W_0)`` (same operations in the same
+    order), done in place on copies, so the tensors a source returns are never modified.
+
+    Returns:
+        ``(W_0, ΔW_e)``, both [d_out, d_in] float32.
+
+    """
+    w_0 = base.get(key).to(device=device, dtype=torch.float32, copy=True)
+    delta_e = aligned.get(key).to(device=device, dtype=torch.float32, copy=True).sub_(w_0)
+    delta_e.mul_(amplification(options.variant, options.beta))  # = core.extrapolate_delta(ΔW_a)
+    return w_0, delta_e
 
 
 def kept_rank_for(shape: tuple[int, ...], options: RealignOptions, rank_cap: int = RANK_CAP) -> int:

@@ -2,8 +2,9 @@
 
 The one scorer that loads a model: the reference model runs on calibration pairs (actsvd_data.py). In
 LoRA mode the factors are projected block by block (pipeline/activations.py, shared across calibration
-rungs by a ProjectionCache); in full-weight mode the input Gram matrix of every linear module is
-captured once (pipeline/full/activations.py) and each module is projected while it streams.
+rungs by a ProjectionCache); in full-weight mode each block's input Gram matrices are reduced, as soon
+as the block is done, to every linear module's kept subspace V [d_out, k] (pipeline/full/activations.py)
+and each module is projected onto its V while it streams.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from mlflow_nlsr import core
 from mlflow_nlsr.errors import CalibrationError, ConfigError
 from mlflow_nlsr.pipeline.activations import actsvd_reference_projections
-from mlflow_nlsr.pipeline.full.activations import capture_grams
+from mlflow_nlsr.pipeline.full.activations import capture_subspaces
 from mlflow_nlsr.pipeline.full.scoring import kept_rank_for
 from mlflow_nlsr.pipeline.projection_cache import ProjectionCache
 from mlflow_nlsr.pipeline.scorers.base import Evidence, FactorContext, FullScoring, ModuleContext, Scorer
@@ -55,17 +56,20 @@ class ActSVDScorer(Scorer):
         return core.top_mask(projected[key], ctx.options.sparsity, per=ctx.per)
 
     def full_evidence(self, run: FullScoring) -> Evidence:
-        """The Gram matrices of every linear module's input on the calibration data."""
+        """Every linear module's kept output-activation subspace on the calibration data."""
         dtype = dtype_name(resolve_dtype(run.options.dtype, torch.device(run.device)))
-        path, alias, data = capture_grams(
+        path, data = capture_subspaces(
             run.base.path, run.tokenizer_dir, run.base, run.aligned, run.linear, run.options, run.work,
             run.device, dtype,
         )  # fmt: skip
-        return Evidence(grams=(path, alias), data=data)
+        return Evidence(subspaces=path, data=data)
 
     def full_scores(self, key: str, delta_e: torch.Tensor, ctx: ModuleContext) -> torch.Tensor:
         """ΔW_e projected onto the top-k subspace of its output activations."""
-        if ctx.gram is None:
-            raise CalibrationError(f"actsvd needs the calibration Gram matrix of {key}; none was captured")
+        if ctx.subspace is None:
+            raise CalibrationError(f"actsvd needs the calibration subspace of {key}; none was captured")
         keep = kept_rank_for(tuple(delta_e.shape), ctx.options, ctx.rank_cap)
-        return core.actsvd_project(delta_e.float(), ctx.gram, keep)
+        if tuple(ctx.subspace.shape) != (delta_e.shape[0], keep):
+            raise CalibrationError(f"actsvd: the subspace of {key} is {tuple(ctx.subspace.shape)}, expected "
+                                   f"[{delta_e.shape[0]}, {keep}] (captured with another kept rank)")
+        return core.project_onto(delta_e.float(), ctx.subspace)

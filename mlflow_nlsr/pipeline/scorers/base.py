@@ -24,13 +24,14 @@ class Evidence:
 
     Attributes:
         projected: LoRA mode: the projected reference factors, keyed like the adapter.
-        grams: full mode: (safetensors file of input Gram matrices, alias map of shared inputs).
+        subspaces: full mode: safetensors checkpoint (file or sharded dir) of each linear weight's kept
+            output-activation subspace V [d_out, k] (``core.actsvd_subspace``), keyed by weight name.
         data: provenance of the data the measurement used (the report's ``actsvd_data``).
 
     """
 
     projected: dict[str, torch.Tensor] | None = None
-    grams: tuple[Path, dict[str, str]] | None = None
+    subspaces: Path | None = None
     data: dict[str, Any] | None = None
 
 
@@ -51,8 +52,8 @@ class ModuleContext:
     """What the mask of one dense module needs in full-weight mode."""
 
     options: RealignOptions
-    #: the module input's Gram matrix [d_in, d_in] (actsvd)
-    gram: torch.Tensor | None = None
+    #: the module's kept output-activation subspace V [d_out, k] (actsvd)
+    subspace: torch.Tensor | None = None
     #: the dense update counts as a LoRA of at most this rank when choosing the kept rank
     rank_cap: int = RANK_CAP
 
