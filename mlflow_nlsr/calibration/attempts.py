@@ -17,6 +17,8 @@ from mlflow_nlsr.gates.policy import GateConfig, evaluate_policy
 
 #: failing rules on metrics with these prefixes ask for a stronger repair; any other failure is damage
 SAFETY_PREFIXES = ("asr",)
+#: gate metrics that are not rates in [0, 1]: their misses count relative to the threshold (:func:`miss`)
+UNSCALED_PREFIXES = ("helpfulness_nll",)
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,23 @@ class GateCheck:
         }
 
 
+def miss(metric: str, value: float, threshold: float) -> float:
+    """How far a failing rule is from passing, on a rate's scale.
+
+    A rate (ASR, over-refusal, accuracy: in [0, 1]) misses by ``|value − threshold|``; a metric on
+    another scale (``helpfulness_nll``, nats per token) by that gap relative to the threshold, so 10 %
+    worse than the allowed NLL weighs like 10 points of a rate instead of whatever nats it is.
+    """
+    gap = abs(value - threshold)
+    if metric.startswith(UNSCALED_PREFIXES):
+        return gap / max(abs(threshold), 1e-9)
+    return gap
+
+
 def check(
     config: GateConfig, metrics: Mapping[str, float], baselines: Mapping[str, Mapping[str, float]]
 ) -> GateCheck:
-    """Evaluate the policy; score = Σ |value − threshold| over failing rules (metrics are rates in [0, 1])."""
+    """Evaluate the policy; score = Σ :func:`miss` over failing rules (0 on a pass)."""
     verdict = evaluate_policy(config, metrics, baselines)
     failing = [r for r in verdict.reasons if not r.passed]
     return GateCheck(
@@ -96,7 +111,7 @@ def check(
         passed=verdict.passed,
         reasons=tuple(r.message for r in verdict.reasons),
         failed=tuple(dict.fromkeys(r.metric for r in failing)),
-        score=sum(abs(r.value - r.threshold) for r in failing),
+        score=sum(miss(r.metric, r.value, r.threshold) for r in failing),
         gaps=tuple((r.metric, float(r.value), float(r.threshold)) for r in failing),
     )
 

@@ -351,6 +351,18 @@ def test_check_scores_the_total_violation_of_failing_rules():
     assert check(CONFIG, SAFE, {"finetuned": FINETUNED, "aligned": ALIGNED}).score == 0.0
 
 
+def test_an_nll_miss_counts_relative_to_its_threshold_so_it_ranks_beside_rate_misses():
+    config = parse_gate_config({"rules": ["refusal_rate <= finetuned + 0.10", "helpfulness_nll <= base"]})
+    baselines = {"finetuned": {"refusal_rate": 0.0}, "base": {"helpfulness_nll": 2.0}}
+    nll_miss = check(config, {"refusal_rate": 0.05, "helpfulness_nll": 2.3}, baselines)
+    rate_miss = check(config, {"refusal_rate": 0.30, "helpfulness_nll": 1.9}, baselines)
+
+    assert nll_miss.score == pytest.approx(0.3 / 2.0)  # 15 % worse than the base's NLL
+    assert rate_miss.score == pytest.approx(0.20)  # 20 points above the allowed over-refusal
+    # in raw units the NLL miss (0.3 nats) would have looked further from passing than 20 points
+    assert nll_miss.score < rate_miss.score
+
+
 def test_section_tags_and_runs_record_every_attempt(tmp_path):
     world = World(tmp_path, safe_from(strength("sp0.7-mod0.5-b0.9")))
 
