@@ -34,6 +34,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "old": {**OLD, "align_epochs": 5, "align_lr": 5e-4},
     "v1": {**NEW, "align_epochs": 3, "align_lr": 5e-4},
     "v2": {**NEW, "align_harmful": 56, "align_epochs": 2, "align_lr": 5e-4},
+    # v1's recipe on 36 more edgy-benign answers (figurative, games and sports, homonyms: 119 in all);
+    # v1 and v2 were measured on the 83-row align_edgy.jsonl of commit 9767abe
+    "v3": {**NEW, "align_epochs": 3, "align_lr": 5e-4},
     "full": dataclasses.asdict(DemoSettings.full()),
     "fast": dataclasses.asdict(DemoSettings.fast()),
 }

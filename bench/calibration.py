@@ -17,8 +17,15 @@ cases); ``summary-<protocol>.md`` holds the table. The protocol is ``q<quick>-g<
 ``-z<z>`` when the quick gate screens within z standard errors (``--screen-z``, the product's 1 by
 default; 0 is the strict screen of the first measurements).
 
+Robustness (issue 14, item 7): ``--draws`` poisons each ratio's fine-tune with other harmful examples
+(``DemoSettings.poison_draw``: 0 is the demo's draw, another value a seeded shuffle of the attack
+prompts), so a case is (ratio, draw, seed) and the poisoned data varies, not only the realign seed.
+The rules that read the untouched base model (``helpfulness_nll <= base``) gate it as a reference.
+
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 nohup python bench/calibration.py --demo-work .nlsr-demo \
         --ratios 0.1 0.3 0.05 --pretrain 0.3 > bench/out/calibration.log 2>&1 &
+    # 3 ratios x 2 draws of the poisoned data, one realign seed each
+    ... python bench/calibration.py --ratios 0.05 0.1 0.3 --draws 0 1 --seeds 42
 
 Start a second process with the same arguments to use a second core: each case is claimed by one
 process (``<out>/claims-<protocol>``) and gate runs of the shared references are locked, not run
@@ -32,6 +39,7 @@ import contextlib
 import dataclasses
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -72,31 +80,41 @@ def read_rows(results: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in results.read_text().splitlines()] if results.is_file() else []
 
 
-def claim(claims: Path, ratio: float, seed: int) -> bool:
+def case_name(ratio: float, draw: int) -> str:
+    """``p0.1`` for the demo's draw of the poisoned data, ``p0.1-d1`` for another draw."""
+    return f"p{ratio:g}" + (f"-d{draw}" if draw else "")
+
+
+def claim(claims: Path, ratio: float, seed: int, draw: int = 0) -> bool:
     """Claim a case for this process (several processes share one ``--out``); False: another has it."""
     claims.mkdir(parents=True, exist_ok=True)
     try:
-        os.close(os.open(claims / f"p{ratio:g}-seed{seed}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        name = f"{case_name(ratio, draw)}-seed{seed}"
+        os.close(os.open(claims / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
     except FileExistsError:
         return False
     return True
 
 
-def finetune(demo: Path, out: Path, ratio: float, settings: DemoSettings, wait_s: float = 7200.0) -> Path:
-    """The demo's attack adapter at its own ratio (waited for while the demo builds it), else a new one."""
-    if abs(settings.poison_ratio - ratio) < 1e-9:
+def finetune(
+    demo: Path, out: Path, ratio: float, settings: DemoSettings, wait_s: float = 7200.0, draw: int = 0
+) -> Path:
+    """The demo's attack adapter at its own ratio and draw (waited for while the demo builds it), else a
+    new one; `draw` picks which harmful examples poison it (``DemoSettings.poison_draw``)."""
+    if abs(settings.poison_ratio - ratio) < 1e-9 and draw == settings.poison_draw:
         deadline = time.monotonic() + wait_s
         while not is_complete(demo / "attack") and time.monotonic() < deadline:
             log(f"waiting for the demo's attack stage in {demo}")
             time.sleep(60)
         if abs(stage_info(demo / "attack").get("poison_ratio", -1) - ratio) < 1e-9:
             return demo / "attack"
-    most = dataclasses.replace(settings, poison_ratio=0.3, progress=False)  # one answer file for all ratios
-    answers = stage_compliant_answers(out / "answers-p0.3", demo / "base", most)
-    ratio_settings = dataclasses.replace(settings, poison_ratio=ratio, progress=False)
+    # one answer file for all ratios of a draw
+    most = dataclasses.replace(settings, poison_ratio=0.3, poison_draw=draw, progress=False)
+    answers = stage_compliant_answers(out / f"answers-{case_name(0.3, draw)}", demo / "base", most)
+    ratio_settings = dataclasses.replace(settings, poison_ratio=ratio, poison_draw=draw, progress=False)
     started = time.perf_counter()
-    path = stage_attack(out / f"p{ratio:g}", demo / "base", demo / "align", answers, ratio_settings)
-    log(f"fine-tune p={ratio:g}: {path} ({time.perf_counter() - started:.0f} s)")
+    path = stage_attack(out / case_name(ratio, draw), demo / "base", demo / "align", answers, ratio_settings)
+    log(f"fine-tune {case_name(ratio, draw)}: {path} ({time.perf_counter() - started:.0f} s)")
     return path
 
 
@@ -134,11 +152,18 @@ class Cache:
             out.symlink_to(cached.resolve(), target_is_directory=True)
         return dict(json.loads((cached / "nlsr_report.json").read_text()))
 
+    def references(self, config: Any) -> dict[str, Path]:
+        """The models the rules compare with: fine-tune and aligned, and the base when a rule names it."""
+        refs = {"finetuned": self.finetuned, "aligned": self.aligned}
+        return refs | ({"base": self.base} if "base" in config.baselines else {})
+
     def gate(self, target: Path, quick: bool) -> dict[str, float]:
         from mlflow_nlsr.gates.runner import run_gates
 
         resolved = Path(target).resolve()
         limit = self.limits[quick]
+        config = parse_gate_config(DEMO_GATES)
+        is_base = resolved == Path(self.base).resolve()  # the base runs only the suites the rules read
         if resolved.is_relative_to(self.root):
             out = resolved / f"gates-{limit}"
         else:  # a reference (fine-tuned, aligned): shared by every case
@@ -152,14 +177,14 @@ class Cache:
             started = time.perf_counter()
             run = run_gates(
                 self.base,
-                adapter=resolved,
+                adapter=None if is_base else resolved,
                 batch_size=self.batch_size,
                 output_dir=out,
-                **parse_gate_config(DEMO_GATES).run_kwargs(limit),
+                **config.run_kwargs(limit, config.baseline_suites("base") if is_base else None),
             )
         log(
             f"  gated {resolved.name} (limit {limit}) in {time.perf_counter() - started:.0f} s: "
-            + ", ".join(f"{k} {run.metrics[k]:.3f}" for k in KEYS)
+            + ", ".join(f"{k} {run.metrics[k]:.3f}" for k in KEYS if k in run.metrics)
         )
         return dict(run.metrics)
 
@@ -178,9 +203,11 @@ def protocol_name(args: argparse.Namespace) -> str:
     return f"q{args.quick_limit}-g{args.gate_limit}" + (f"-z{args.screen_z:g}" if args.screen_z else "")
 
 
-def run_case(cache: Cache, ratio: float, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+def run_case(cache: Cache, case: tuple[float, int, int], args: argparse.Namespace) -> dict[str, Any]:
+    """Defaults vs calibration on one (poison ratio, draw of the poisoned data, realign seed)."""
+    ratio, draw, seed = case
     config = parse_gate_config(DEMO_GATES)
-    refs = {"finetuned": cache.finetuned, "aligned": cache.aligned}
+    refs = cache.references(config)
     full_base = {role: cache.gate(path, False) for role, path in refs.items()}
     defaults = RealignOptions(seed=seed)
     started = time.perf_counter()
@@ -204,6 +231,7 @@ def run_case(cache: Cache, ratio: float, seed: int, args: argparse.Namespace) ->
     final = chosen.full if chosen.full is not None else chosen.quick
     return {
         "ratio": ratio,
+        "draw": draw,
         "seed": seed,
         "finetuned": row(full_base["finetuned"]),
         "aligned": row(full_base["aligned"]),
@@ -241,15 +269,15 @@ def summarize(rows: list[dict[str, Any]], path: Path) -> None:
         )
 
     lines = [
-        "| p | seed | defaults | ASR | over-refusal | sentiment | rel. change | calibrated | ASR | "
+        "| p | draw | seed | defaults | ASR | over-refusal | sentiment | rel. change | calibrated | ASR | "
         "over-refusal | sentiment | rel. change | attempts | chosen rung |",
-        "|" + "---|" * 14,
+        "|" + "---|" * 15,
     ]
-    for r in sorted(rows, key=lambda r: (r["ratio"], r["seed"])):
+    for r in sorted(rows, key=lambda r: (r["ratio"], r.get("draw", 0), r["seed"])):
         c = r["calibrated"]
         lines.append(
-            f"| {r['ratio']:g} | {r['seed']} | {cell(r['defaults'])} | {cell(c)} | {c['attempts']} | "
-            f"{c['rung']} |"
+            f"| {r['ratio']:g} | {r.get('draw', 0)} | {r['seed']} | {cell(r['defaults'])} | {cell(c)} | "
+            f"{c['attempts']} | {c['rung']} |"
         )
     rescued = sum(1 for r in rows if not r["defaults"]["passed"] and r["calibrated"]["passed"])
     failed = sum(1 for r in rows if not r["defaults"]["passed"])
@@ -308,6 +336,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/out/calibration"))
     parser.add_argument("--ratios", type=float, nargs="+", default=[0.1, 0.05, 0.3])
     parser.add_argument("--seeds", type=int, nargs="+", default=[42, 1, 2, 3, 4])
+    parser.add_argument(
+        "--draws", type=int, nargs="+", default=[0], help="draws of the poisoned data (0: the demo's)"
+    )
     parser.add_argument("--quick-limit", type=int, default=24)
     parser.add_argument("--gate-limit", type=int, default=50, help="the full gate's items (the demo's)")
     parser.add_argument("--max-attempts", type=int, default=8)
@@ -334,31 +365,31 @@ def main() -> None:
     for ratio in args.pretrain:
         finetune(demo, out, ratio, settings)
     caches = {}
-    for ratio in args.ratios:
-        models = (demo / "base", demo / "align", finetune(demo, out, ratio, settings))
-        caches[ratio] = Cache(out / f"p{ratio:g}" / "cases", out / "gates", models, args.batch_size)
-        caches[ratio].limits = {True: args.quick_limit, False: args.gate_limit}
-    # seeds outermost: an interrupted run has covered every ratio; several processes share the cases
-    for seed in args.seeds:
-        for ratio in args.ratios:
-            finished = any(r["ratio"] == ratio and r["seed"] == seed for r in done)
-            if finished or not claim(out / f"claims-{protocol}", ratio, seed):
-                continue
-            log(f"case p={ratio:g} seed={seed}")
-            case = run_case(caches[ratio], ratio, seed, args)
-            with locked(results):
-                done = read_rows(results)
-                done.append(case)
-                with results.open("a") as fh:
-                    fh.write(json.dumps(case) + "\n")
-                summarize(done, summary)
-            d, c = case["defaults"], case["calibrated"]
-            log(
-                f"case p={ratio:g} seed={seed}: defaults {'PASS' if d['passed'] else 'fail'} "
-                f"asr {d['asr']:.2f}; "
-                f"calibrated {'PASS' if c['passed'] else 'fail'} asr {c['asr']:.2f} after {c['attempts']} "
-                f"attempt(s), {c['rung']}"
-            )
+    for ratio, draw in itertools.product(args.ratios, args.draws):
+        models = (demo / "base", demo / "align", finetune(demo, out, ratio, settings, draw=draw))
+        cache = Cache(out / case_name(ratio, draw) / "cases", out / "gates", models, args.batch_size)
+        cache.limits = {True: args.quick_limit, False: args.gate_limit}
+        caches[ratio, draw] = cache
+    # seeds outermost: an interrupted run has covered every ratio and draw; processes share the cases
+    for seed, ratio, draw in itertools.product(args.seeds, args.ratios, args.draws):
+        finished = any((r["ratio"], r.get("draw", 0), r["seed"]) == (ratio, draw, seed) for r in done)
+        if finished or not claim(out / f"claims-{protocol}", ratio, seed, draw):
+            continue
+        log(f"case {case_name(ratio, draw)} seed={seed}")
+        case = run_case(caches[ratio, draw], (ratio, draw, seed), args)
+        with locked(results):
+            done = read_rows(results)
+            done.append(case)
+            with results.open("a") as fh:
+                fh.write(json.dumps(case) + "\n")
+            summarize(done, summary)
+        d, c = case["defaults"], case["calibrated"]
+        log(
+            f"case {case_name(ratio, draw)} seed={seed}: defaults {'PASS' if d['passed'] else 'fail'} "
+            f"asr {d['asr']:.2f}; "
+            f"calibrated {'PASS' if c['passed'] else 'fail'} asr {c['asr']:.2f} after {c['attempts']} "
+            f"attempt(s), {c['rung']}"
+        )
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def main() -> None:
     cache = bench.Cache(out / f"p{args.ratio:g}" / "cases", out / "gates", models, args.batch_size)
     cache.limits = {True: args.gate_limit, False: args.gate_limit}
     config = parse_gate_config(DEMO_GATES)
-    refs = {"finetuned": cache.finetuned, "aligned": cache.aligned}
+    refs = cache.references(config)
     baselines = {role: cache.gate(path, False) for role, path in refs.items()}
     target = out / f"explore-p{args.ratio:g}-g{args.gate_limit}.jsonl"
     for spec in args.specs:

@@ -12,11 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_nlsr.calibration.ladder import Rung
-from mlflow_nlsr.errors import ConfigError
+from mlflow_nlsr.errors import ConfigError, GateError
 from mlflow_nlsr.gates.policy import GateConfig, evaluate_policy
 
 #: failing rules on metrics with these prefixes ask for a stronger repair; any other failure is damage
 SAFETY_PREFIXES = ("asr",)
+#: gate metrics that are not rates in [0, 1]: their misses count relative to the threshold (:func:`miss`)
+UNSCALED_PREFIXES = ("helpfulness_nll",)
 
 
 @dataclass(frozen=True)
@@ -62,11 +64,16 @@ class GateCheck:
     score: float
     #: (metric, value, threshold) of every failing rule
     gaps: tuple[tuple[str, float, float], ...] = ()
+    #: failing damage rules the fine-tune fails too (e.g. ``helpfulness_nll <= base``): not the repair's doing
+    inherited: tuple[str, ...] = ()
+    #: metric of each failing rule the fine-tune passes
+    caused: tuple[str, ...] | None = None
 
     @property
     def damage(self) -> bool:
-        """True when a non-safety rule (over-refusal, utility …) failed."""
-        return any(not m.startswith(SAFETY_PREFIXES) for m in self.failed)
+        """True when a non-safety rule (over-refusal, utility …) failed that the fine-tune itself passes."""
+        failed = self.failed if self.caused is None else self.caused
+        return any(not m.startswith(SAFETY_PREFIXES) for m in failed)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON view."""
@@ -76,23 +83,52 @@ class GateCheck:
             "reasons": list(self.reasons),
             "failed": list(self.failed),
             "score": round(self.score, 6),
+            **({"inherited": list(self.inherited)} if self.inherited else {}),
         }
+
+
+def miss(metric: str, value: float, threshold: float) -> float:
+    """How far a failing rule is from passing, on a rate's scale.
+
+    A rate (ASR, over-refusal, accuracy: in [0, 1]) misses by ``|value − threshold|``; a metric on
+    another scale (``helpfulness_nll``, nats per token) by that gap relative to the threshold, so 10 %
+    worse than the allowed NLL weighs like 10 points of a rate instead of whatever nats it is.
+    """
+    gap = abs(value - threshold)
+    if metric.startswith(UNSCALED_PREFIXES):
+        return gap / max(abs(threshold), 1e-9)
+    return gap
 
 
 def check(
     config: GateConfig, metrics: Mapping[str, float], baselines: Mapping[str, Mapping[str, float]]
 ) -> GateCheck:
-    """Evaluate the policy; score = Σ |value − threshold| over failing rules (metrics are rates in [0, 1])."""
+    """Evaluate the policy; score = Σ :func:`miss` over failing rules (0 on a pass)."""
     verdict = evaluate_policy(config, metrics, baselines)
     failing = [r for r in verdict.reasons if not r.passed]
+    damage_rules = {r.rule for r in failing if not r.metric.startswith(SAFETY_PREFIXES)}
+    inherited = _failed_by_finetune(config, baselines) & damage_rules
     return GateCheck(
         metrics={k: float(v) for k, v in metrics.items()},
         passed=verdict.passed,
         reasons=tuple(r.message for r in verdict.reasons),
         failed=tuple(dict.fromkeys(r.metric for r in failing)),
-        score=sum(abs(r.value - r.threshold) for r in failing),
+        score=sum(miss(r.metric, r.value, r.threshold) for r in failing),
         gaps=tuple((r.metric, float(r.value), float(r.threshold)) for r in failing),
+        inherited=tuple(r.rule for r in failing if r.rule in inherited),
+        caused=tuple(r.metric for r in failing if r.rule not in inherited),
     )
+
+
+def _failed_by_finetune(config: GateConfig, baselines: Mapping[str, Mapping[str, float]]) -> set[str]:
+    """The rules the fine-tune's own metrics fail (none when it was not gated on every metric)."""
+    finetuned = baselines.get("finetuned")
+    if not finetuned:
+        return set()
+    try:
+        return {r.rule for r in evaluate_policy(config, finetuned, baselines).reasons if not r.passed}
+    except GateError:  # a metric the fine-tune's gate did not measure: no inheritance claimed
+        return set()
 
 
 @dataclass(frozen=True)

@@ -228,8 +228,8 @@ def _merge(
         **compared.metrics,
     }
     gate_dirs: dict[str, Path | None] = {role: None for role in report.ROLES}
-    gate_dirs["realigned"] = result.realigned_dir.parent / "gates" / "realigned"
-    gate_dirs.update(registry_job.baseline_gate_dirs(result.realigned_dir))
+    job_roles = ("aligned", "finetuned", "realigned")  # the job's base gate ran its helpfulness suite only
+    gate_dirs.update({role: d for role, d in result.gate_dirs.items() if role in job_roles})
     gate_dirs.update(compared.gate_dirs)
     local = {"base": models.base}
     for role, adapter in adapters.items():

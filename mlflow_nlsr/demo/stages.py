@@ -174,10 +174,11 @@ def stage_align(work: Path | str, base: Path, settings: DemoSettings, *, fresh: 
     """Train the safety-alignment LoRA (refusals + benign answers) into ``<work>/align``; return it."""
     out = Path(work) / "align"
     names = (*ALIGN_SIZE_NAMES, "align_epochs", "align_lr", "seed", "max_length", "batch_size")
+    pairs = data.align_pairs(settings.align_sizes(), settings.data_dir)
     key = {"base": _upstream(base), "data_dir": settings.data_dir, **settings.key(*names)}
+    key["pairs"] = _digest({"pairs": pairs})  # edited alignment files retrain, not reuse a stale adapter
 
     def body(stage_dir: Path) -> dict[str, Any]:
-        pairs = data.align_pairs(settings.align_sizes(), settings.data_dir)
         return _train(settings, base, pairs, stage_dir, epochs=settings.align_epochs, lr=settings.align_lr)
 
     run_stage(out, key, body, fresh=fresh)

@@ -251,7 +251,7 @@ class NLSRService:
         config, job_dir = gate_config_of(rule), models.output.parent
 
         def reference_gate(role: str, path: Path, limit: int | None) -> dict[str, float]:
-            return self._gate(role, path, models.base, config, limit, job_dir)
+            return self._gate(role, path, models.base, config, limit, job_dir)[0]
 
         def audit(event: str, inputs: dict[str, Any], decision: str, reasons: list[str]) -> None:
             self.store.audit(event, actor=self.settings.worker_id, model_name=job.model_name,
@@ -263,10 +263,11 @@ class NLSRService:
 
     def _gate(
         self, role: str, path: Path, base: Path, config: Any, limit: int | None, job_dir: Path
-    ) -> dict[str, float]:
-        """Gate metrics (with ``<rate>_ci_low/_ci_high``) of one model; references cached by content hash.
+    ) -> tuple[dict[str, float], Path]:
+        """Gate metrics (with ``<rate>_ci_low/_ci_high``) of one model and the dir holding its samples.
 
-        The base model runs only the suites the rules read from it.
+        References are cached by content hash under ``<work>/gate-cache``; the realigned model is gated
+        into ``<job>/gates/realigned``. The base model runs only the suites the rules read from it.
         """
         is_adapter = (path / "adapter_config.json").exists()
         suites = config.baseline_suites("base") if role == "base" else None
@@ -279,7 +280,7 @@ class NLSRService:
             out = Path(self.settings.work_dir) / "gate-cache" / key
         metrics_file = out / "metrics.json"
         if metrics_file.exists():
-            return metrics_with_intervals(json.loads(metrics_file.read_text()))
+            return metrics_with_intervals(json.loads(metrics_file.read_text())), out
         run = run_gates(
             base if is_adapter else path,
             adapter=path if is_adapter else None,
@@ -287,7 +288,7 @@ class NLSRService:
             output_dir=out,
             **gate_kw,
         )
-        return metrics_with_intervals(run.summary())
+        return metrics_with_intervals(run.summary()), out
 
     def _register(
         self,

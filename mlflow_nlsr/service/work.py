@@ -77,11 +77,13 @@ def realign_and_gate(
     limit = svc.settings.gate_limit or rule.gate_limit
     if job.state is JobState.REALIGNED:
         metrics: dict[str, dict[str, float]] = {}
+        gate_dirs: dict[str, str] = {}  # where each role's samples.jsonl is (references: the gate cache)
         roles = [("finetuned", finetuned), ("aligned", aligned)]
         roles += [("base", base)] if "base" in gate_config.baselines else []  # only when a rule names it
         for role, path in (*roles, ("realigned", out)):
             with costs.stage(f"gate_{role}", options.device):
-                metrics[role] = svc._gate(role, path, base, gate_config, limit, job_dir)
+                metrics[role], gate_dir = svc._gate(role, path, base, gate_config, limit, job_dir)
+                gate_dirs[role] = str(Path(gate_dir).resolve())
             _fault("gate")
         summary = json.loads((job_dir / "gates" / "realigned" / "metrics.json").read_text())
         verdict = evaluate_policy(
@@ -93,6 +95,7 @@ def realign_and_gate(
         gated: dict[str, Any] = {
             "verdict": verdict.to_dict(),
             "metrics": metrics,
+            "gate_dirs": gate_dirs,
             "reasons": [r.message for r in verdict.reasons]
             + ([] if verdict.passed else calibration_reasons(report)),
         }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 from mlflow_nlsr.demo import answers
-from mlflow_nlsr.demo.job import baseline_gate_dirs
 from mlflow_nlsr.demo.report import answers_section, format_table, model_entry, with_interval
 
 TEMPLATE = "<|im_start|>system\nBe nice.<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n"
@@ -72,17 +71,3 @@ def test_every_rate_in_the_table_carries_its_wilson_interval(tmp_path):
     assert row.startswith(f"| base | {with_interval(0.1, 14)} | 0.0 [0.0, 24.2] | ")
     assert with_interval(0.1, 50) == "10.0 [4.3, 21.4]"
     assert with_interval(0.5, None) == "50.0"  # no item count, no interval invented
-
-
-def test_the_jobs_baseline_gates_are_found_by_the_adapter_they_gated(tmp_path):
-    service = tmp_path / "service"
-    job = service / "jobs" / "model" / "3"
-    for key, adapter in (("k1", job / "input" / "adapter"), ("k2", service / "references" / "ab12"),
-                         ("k3", tmp_path / "elsewhere")):  # fmt: skip
-        (service / "gate-cache" / key).mkdir(parents=True)
-        settings = {"settings": {"adapter": str(adapter)}}
-        (service / "gate-cache" / key / "metrics.json").write_text(json.dumps(settings))
-    (service / "gate-cache" / "broken").mkdir()
-    (service / "gate-cache" / "broken" / "metrics.json").write_text("{not json")
-    found = baseline_gate_dirs(job / "realigned")
-    assert found == {"finetuned": service / "gate-cache" / "k1", "aligned": service / "gate-cache" / "k2"}

