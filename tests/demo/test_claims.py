@@ -106,3 +106,30 @@ def _targets(summary):
     entry = {"asr": 0.5, "refusal_rate": 0.1, "utility": 0.9}
     roles = ("aligned", "finetuned", "realigned", "safelora", "random_control")
     return check_targets({**{r: summary.get(r, entry) for r in roles}, "claims": claims.decide_all(summary)})
+
+
+def test_the_report_states_the_rule_and_decides_beats_from_the_claims_not_the_rates(tmp_path):
+    from mlflow_nlsr.demo.report import ROLES, report_markdown
+
+    summary = _summary(tmp_path, random_control={"asr": set(range(26)), "acc": set(range(45)),
+                                                 "refused": {0, 1}})  # fmt: skip
+    for role in ROLES:  # the other models: rates only, no samples
+        summary.setdefault(role, {"asr": 0.1, "refusal_rate": 0.1, "utility": 0.9, "gate_dir": None})
+    summary["claims"] = claims.decide_all(summary)
+    summary.update(
+        targets=check_targets(summary), seconds={"total": 1.0}, tracking_uri="http://x",
+        backend_store_uri="db",
+        promoted={"reasons": [], "source_uri": "models:/m/1", "model_uri": "models:/m/2"},
+        job={"verdict": {"passed": False}, "triggers": ["t"], "job_id": "j", "state": "FAILED"},
+        options={"realigned": dict.fromkeys(("method", "variant", "scorer", "selection", "sparsity",
+                                             "beta"))},
+        settings={"model": "tiny"}, gate={"limit": 50},
+    )  # fmt: skip
+    text = report_markdown(summary)
+    assert "- beats_random_control (exact McNemar, see the paired claims below): met" in text
+    assert (
+        "- beats_safelora (exact McNemar, see the paired claims below): not decided (samples missing)" in text
+    )
+    assert claims.WORDING in text
+    assert "0 vs 25 discordant" in text and "p = 6e-08: **beats**" in text
+    assert "than safelora: ASR 2.0 vs 10.0 (realigned vs safelora): **not decided**" in text
