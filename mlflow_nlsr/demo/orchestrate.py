@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlflow_nlsr.demo import compare, report, variants
+from mlflow_nlsr.demo import claims, compare, report, variants
 from mlflow_nlsr.demo import job as registry_job
 from mlflow_nlsr.demo.stages import DemoModels, DemoSettings, build_models, settings_dict
 from mlflow_nlsr.errors import ConfigError, NLSRError
@@ -294,5 +294,6 @@ def _summary(
     summary["gate"] = {"limit": limit, **registry_job.demo_gates(not config.fast)}
     summary["settings"] = settings_dict(settings)
     summary["work_dir"] = str(config.work_dir().resolve())
+    summary["claims"] = claims.decide_all(summary)  # McNemar on the paired gate samples
     summary["targets"] = report.check_targets(summary)
     return summary
