@@ -10,7 +10,7 @@ are missing or not paired is reported as undecided, never as a claim.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,11 +91,12 @@ def decide(kind: str, comparison: Comparison, other: str, summary: Mapping[str, 
     }  # fmt: skip
     paths = {role: _samples(summary, role) for role in (SUBJECT, other)}
     lacking = [role for role, path in paths.items() if path is None]
-    if lacking:
+    mine, theirs = paths[SUBJECT], paths[other]
+    if mine is None or theirs is None:
         out["missing"] = f"no gate samples ({SAMPLES_FILE}) for {' and '.join(lacking)}"
     else:
         try:
-            test = compare_samples(paths[SUBJECT], paths[other], comparison.score, comparison.task)
+            test = compare_samples(mine, theirs, comparison.score, comparison.task)
         except InputError as exc:
             out["missing"] = str(exc)
         else:
@@ -128,7 +129,7 @@ def decide_all(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [decide(kind, comparison, other, summary) for kind, comparison, other in CLAIMS]
 
 
-def find(claims: list[Mapping[str, Any]], metric: str, other: str) -> Mapping[str, Any] | None:
+def find(claims: Sequence[Mapping[str, Any]], metric: str, other: str) -> Mapping[str, Any] | None:
     """Return the claim about ``metric`` against ``other`` (None when there is none)."""
     return next((c for c in claims if c["metric"] == metric and c["b"] == other), None)
 
@@ -153,6 +154,6 @@ def format_claim(claim: Mapping[str, Any]) -> str:
     )
 
 
-def section(claims: list[Mapping[str, Any]]) -> list[str]:
+def section(claims: Sequence[Mapping[str, Any]]) -> list[str]:
     """Return the report's lines for the paired claims: the rule, then one line per claim."""
     return [WORDING, "", *(format_claim(c) for c in claims)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,7 @@ def paired_claims(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return claims.decide_all(summary) if decided is None else list(decided)
 
 
-def beats_target(paired: list[Mapping[str, Any]], other: str) -> dict[str, Any]:
+def beats_target(paired: Sequence[Mapping[str, Any]], other: str) -> dict[str, Any]:
     """Decide "NLSR beats `other` on ASR at equal or better utility" by the paired McNemar claims.
 
     Met when the ASR claim ("beats") and the sentiment claim ("not significantly worse") both hold;
