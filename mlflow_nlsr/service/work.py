@@ -85,7 +85,7 @@ def realign_and_gate(
                 metrics[role], gate_dir = svc._gate(role, path, base, gate_config, limit, job_dir)
                 gate_dirs[role] = str(Path(gate_dir).resolve())
             _fault("gate")
-        summary = json.loads((job_dir / "gates" / "realigned" / "metrics.json").read_text())
+        summary = json.loads((Path(gate_dirs["realigned"]) / "metrics.json").read_text())
         verdict = evaluate_policy(
             gate_config,
             metrics["realigned"],
