@@ -37,6 +37,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # v1's recipe on 36 more edgy-benign answers (figurative, games and sports, homonyms: 119 in all);
     # v1 and v2 were measured on the 83-row align_edgy.jsonl of commit 9767abe
     "v3": {**NEW, "align_epochs": 3, "align_lr": 5e-4},
+    # v3's data, a fourth epoch (the next lever docs/demo.md named after v1)
+    "v4": {**NEW, "align_epochs": 4, "align_lr": 5e-4},
     "full": dataclasses.asdict(DemoSettings.full()),
     "fast": dataclasses.asdict(DemoSettings.fast()),
 }

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlflow_nlsr.errors import RegistryError
-from mlflow_nlsr.io.hashing import sha256_dir
+from mlflow_nlsr.io.hashing import remember_dir_digest, sha256_dir
 from mlflow_nlsr.registry.uris import ModelRef, download_model, parse_model_uri, pin, resolve_to_local
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class ReferenceCache:
 
     def damaged(self) -> list[CacheEntry]:
         """Rehash every entry: those whose content no longer matches their name (to :meth:`remove`)."""
-        return [e for e in self.entries() if sha256_dir(e.path) != e.digest]
+        return [e for e in self.entries() if sha256_dir(e.path, reuse=False) != e.digest]
 
     def remove(self, digest: str) -> None:
         """Drop entry `digest`, its manifest and the index records that point at it."""
@@ -129,6 +129,7 @@ class ReferenceCache:
                 self._discard(target)
             try:
                 model.rename(target)  # atomic; fails when another worker's copy is already there
+                remember_dir_digest(target, digest)  # hashed a moment ago: the job's own hash reads nothing
             except OSError:
                 if not self.intact(digest):
                     raise

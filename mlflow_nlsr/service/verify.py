@@ -70,7 +70,8 @@ def verify_version(
                 continue
             local[role] = resolve_to_local(uri, scratch / "inputs", client)
             recorded = (report.get("inputs") or {}).get(role)
-            checks.append({**_check(f"input {role} sha256", recorded, sha256_dir(local[role])), "uri": uri})
+            actual_digest = sha256_dir(local[role], reuse=False)
+            checks.append({**_check(f"input {role} sha256", recorded, actual_digest), "uri": uri})
         if rerun and len(local) == 3:
             checks.append(_rerun(local, report, scratch / "rerun", actual))
         ok = all(c["ok"] for c in checks)

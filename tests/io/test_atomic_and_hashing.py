@@ -76,3 +76,60 @@ def test_file_hash_matches_hashlib(tmp_path):
     f = tmp_path / "f"
     f.write_bytes(b"hello")
     assert sha256_file(f) == hashlib.sha256(b"hello").hexdigest()
+
+
+def _count_file_reads(monkeypatch):
+    from mlflow_nlsr.io import hashing
+
+    reads: list[str] = []
+    real = hashing.sha256_file
+
+    def counting(path):
+        reads.append(str(path))
+        return real(path)
+
+    monkeypatch.setattr(hashing, "sha256_file", counting)
+    return reads
+
+
+def test_a_directory_hashed_again_unchanged_is_not_read_twice(tmp_path, monkeypatch):
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"w" * 100)
+    reads = _count_file_reads(monkeypatch)
+    first = sha256_dir(model)
+    assert sha256_dir(model) == first
+    assert len(reads) == 1
+    assert sha256_dir(model, reuse=False) == first  # verification always reads
+    assert len(reads) == 2
+
+
+def test_a_changed_file_is_hashed_again(tmp_path):
+    import os
+
+    model = tmp_path / "model"
+    model.mkdir()
+    weights = model / "weights.bin"
+    weights.write_bytes(b"a" * 100)
+    before = sha256_dir(model)
+    weights.write_bytes(b"b" * 100)  # same size: only the modification time tells
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1_000_000))
+    assert sha256_dir(model) != before
+    (model / "extra.json").write_text("{}")  # a new file changes the listing
+    assert sha256_dir(model) == sha256_dir(model, reuse=False)
+
+
+def test_a_remembered_digest_is_trusted_only_for_the_listing_it_was_given_for(tmp_path, monkeypatch):
+    from mlflow_nlsr.io.hashing import remember_dir_digest
+
+    model = tmp_path / "entry"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"w")
+    true_digest = sha256_dir(model, reuse=False)
+    moved = tmp_path / "renamed"
+    model.rename(moved)
+    remember_dir_digest(moved, true_digest)
+    reads = _count_file_reads(monkeypatch)
+    assert sha256_dir(moved) == true_digest and reads == []
+    (moved / "weights.bin").write_bytes(b"other content")
+    assert sha256_dir(moved) != true_digest
