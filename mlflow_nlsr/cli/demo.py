@@ -35,7 +35,7 @@ def _dir_option(flag: str, default: str, help_text: str) -> Callable[[F], F]:
     "--gate-limit",
     type=int,
     default=None,
-    help="Gate items per task (harmful, over-refusal, sentiment) [default: 50, --fast: 16].",
+    help="Gate items per generative task (harmful, over-refusal) [default: every item, --fast: 16].",
 )
 @click.option(
     "--keep-server",
