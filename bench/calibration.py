@@ -157,6 +157,16 @@ class Cache:
         refs = {"finetuned": self.finetuned, "aligned": self.aligned}
         return refs | ({"base": self.base} if "base" in config.baselines else {})
 
+    def gate_dir(self, target: Path, quick: bool) -> Path:
+        """Where `target`'s gate run at the quick or full limit lives (its metrics.json, samples.jsonl)."""
+        resolved = Path(target).resolve()
+        limit = self.limits[quick]
+        if resolved.is_relative_to(self.root):
+            return resolved / f"gates-{limit}"
+        # a reference (fine-tuned, aligned): shared by every case
+        digest = hashlib.sha256(str(resolved).encode()).hexdigest()[:12]
+        return self.gates / f"{resolved.name}-{digest}-{limit}"
+
     def gate(self, target: Path, quick: bool) -> dict[str, float]:
         from mlflow_nlsr.gates.runner import run_gates
 
@@ -164,13 +174,7 @@ class Cache:
         limit = self.limits[quick]
         config = parse_gate_config(DEMO_GATES)
         is_base = resolved == Path(self.base).resolve()  # the base runs only the suites the rules read
-        if resolved.is_relative_to(self.root):
-            out = resolved / f"gates-{limit}"
-        else:  # a reference (fine-tuned, aligned): shared by every case
-            out = (
-                self.gates
-                / f"{resolved.name}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:12]}-{limit}"
-            )
+        out = self.gate_dir(resolved, quick)
         with locked(out):
             if (out / "metrics.json").is_file():
                 return dict(json.loads((out / "metrics.json").read_text())["metrics"])
