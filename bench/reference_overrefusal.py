@@ -3,7 +3,8 @@
 NLSR copies entries of the reference ΔW_e = amplification(β) · ΔW_a into the fine-tune; this measures
 what that reference itself does with edgy-benign prompts (issue 14: is the repair's over-refusal
 inherited from the reference or made by the transplant?). The reference adapter is the demo's aligned
-adapter with both factors extrapolated (``core.extrapolate_factors``), gated with the decline judge
+adapter with both factors extrapolated (``pipeline.methods.nlsr.reference_factors``, as the
+realignment builds it), gated with the decline judge
 on every item of the over-refusal suite. One JSON line per β; adapters and gate runs under ``--out``.
 
     OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 python bench/reference_overrefusal.py --betas 0.5 0.7 0.9
@@ -13,29 +14,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
-from safetensors.torch import load_file, save_file
-
-from mlflow_nlsr.core.reference import amplification, extrapolate_factors
+from mlflow_nlsr.core.reference import amplification
 from mlflow_nlsr.gates.runner import run_gates
+from mlflow_nlsr.io.adapters import read_adapter, write_adapter
+from mlflow_nlsr.options import RealignOptions
+from mlflow_nlsr.pipeline.methods.nlsr import reference_factors
 
 
 def reference_adapter(aligned: Path, out: Path, variant: str, beta: float) -> Path:
-    """Write the aligned adapter with every (lora_A, lora_B) pair extrapolated to `out`."""
-    tensors = load_file(aligned / "adapter_model.safetensors")
-    extrapolated = dict(tensors)
-    for key in tensors:
-        if key.endswith("lora_A.weight"):
-            other = key.replace("lora_A", "lora_B")
-            extrapolated[key], extrapolated[other] = extrapolate_factors(
-                tensors[key], tensors[other], variant=variant, beta=beta
-            )
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(extrapolated, out / "adapter_model.safetensors")
-    shutil.copy(aligned / "adapter_config.json", out / "adapter_config.json")
-    return out
+    """Write the aligned adapter with every (lora_A, lora_B) pair extrapolated as NLSR does, to `out`."""
+    adapter = read_adapter(aligned)
+    options = RealignOptions(variant=variant, beta=beta)
+    extrapolated = reference_factors(adapter, list(adapter.modules), options)
+    return write_adapter(out, adapter.config, {**adapter.tensors, **extrapolated})
 
 
 def main() -> None:
