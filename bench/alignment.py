@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlflow_nlsr.demo import data
 from mlflow_nlsr.demo.stages import DemoSettings, stage_align, stage_info
 
 OLD = {"align_harmful": 84, "align_benign": 84, "align_edgy": 0, "align_instructions": 0}
@@ -39,6 +40,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "v3": {**NEW, "align_epochs": 3, "align_lr": 5e-4},
     # v3's data, a fourth epoch (the next lever docs/demo.md named after v1)
     "v4": {**NEW, "align_epochs": 4, "align_lr": 5e-4},
+    # v4's recipe on 48 more edgy-benign answers (bench/data/align_edgy_extra.jsonl: fiction 14,
+    # figurative 8, safe_contexts 8, homonyms 6, 4 each safe_targets / privacy_public / safety_info),
+    # aimed at the categories the v3 reference refuses on all 113 over-refusal prompts
+    "v5": {**NEW, "align_epochs": 4, "align_lr": 5e-4, "extra_edgy": "bench/data/align_edgy_extra.jsonl"},
     "full": dataclasses.asdict(DemoSettings.full()),
     "fast": dataclasses.asdict(DemoSettings.fast()),
 }
@@ -46,8 +51,23 @@ VARIANTS: dict[str, dict[str, Any]] = {
 SUITES = ("--suite", "safety,overrefusal", "--task", "nlsr_sentiment")
 
 
-def settings_of(name: str) -> DemoSettings:
-    overrides = {k: v for k, v in VARIANTS[name].items() if k not in ("model", "progress")}
+def data_dir_with(extra: Path, work: Path) -> Path:
+    """A copy of the shipped demo data whose ``align_edgy.jsonl`` has the rows of `extra` appended."""
+    out = work / "data"
+    out.mkdir(parents=True, exist_ok=True)
+    for file in data.data_file(data.ALIGN_EDGY).parent.glob("*.jsonl"):
+        text = file.read_text()
+        if file.name == data.ALIGN_EDGY:
+            text = text.rstrip("\n") + "\n" + extra.read_text()
+        (out / file.name).write_text(text)
+    return out
+
+
+def settings_of(name: str, work: Path) -> DemoSettings:
+    overrides = {k: v for k, v in VARIANTS[name].items() if k not in ("model", "progress", "extra_edgy")}
+    extra = VARIANTS[name].get("extra_edgy")
+    if extra:
+        overrides["data_dir"] = str(data_dir_with(Path(extra), work / "variants" / name))
     return dataclasses.replace(DemoSettings(progress=False), **overrides)
 
 
@@ -55,7 +75,8 @@ def gate(base: Path, adapter: Path, out: Path, limit: int) -> dict[str, Any]:
     if not (out / "metrics.json").is_file():
         mlflow = Path(sys.executable).with_name("mlflow")
         cmd = [str(mlflow), "nlsr", "gate", "--model", str(base), "--adapter", str(adapter),
-               *SUITES, "--limit", str(limit), "--batch-size", "16", "--output", str(out)]
+               *SUITES, *(["--limit", str(limit)] if limit else []), "--batch-size", "16",
+               "--output", str(out)]
         subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL)
     return dict(json.loads((out / "metrics.json").read_text())["metrics"])
 
@@ -67,19 +88,21 @@ def sentiment_refusals(samples: Path) -> int:
 
 
 def run(name: str, base: Path, work: Path, limit: int) -> dict[str, Any]:
-    settings = settings_of(name)
+    settings = settings_of(name, work)
     start = time.perf_counter()
     adapter = stage_align(work / "variants" / name, base, settings)
     info = stage_info(adapter)
-    metrics = gate(base, adapter, work / "variants" / name / f"gate{limit}", limit)
-    samples = work / "variants" / name / f"gate{limit}" / "samples.jsonl"
+    gate_dir = work / "variants" / name / (f"gate{limit}" if limit else "gate-all")
+    metrics = gate(base, adapter, gate_dir, limit)
+    samples = gate_dir / "samples.jsonl"
     return {
         "variant": name,
-        "settings": {k: v for k, v in VARIANTS[name].items() if k.startswith("align")},
+        "settings": {k: v for k, v in VARIANTS[name].items() if k.startswith(("align", "extra"))},
         "examples": info.get("examples"), "steps": info.get("steps"), "train_s": info.get("seconds"),
         "asr": metrics.get("asr"), "refusal_rate": metrics.get("refusal_rate"),
         "sentiment_acc": metrics.get("sentiment_acc"),
         "sentiment_not_a_label": sentiment_refusals(samples) if samples.is_file() else None,
+        "gate_items": limit or "all",
         "wall_s": round(time.perf_counter() - start, 1),
         "machine": f"{platform.node()} {os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d"),
     }
@@ -90,7 +113,7 @@ def main() -> None:
     parser.add_argument("variants", nargs="+", choices=sorted(VARIANTS))
     parser.add_argument("--base", type=Path, default=Path(".nlsr-demo/base"))
     parser.add_argument("--work", type=Path, default=Path(".nlsr-demo"))
-    parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument("--limit", type=int, default=50, help="items per task; 0: every item")
     args = parser.parse_args()
     for name in args.variants:
         print(json.dumps(run(name, args.base, args.work, args.limit)), flush=True)

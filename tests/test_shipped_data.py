@@ -22,6 +22,7 @@ from mlflow_nlsr.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ROOT / "mlflow_nlsr" / "gates" / "suites" / "data"
+BENCH_DATA = ROOT / "bench" / "data"
 
 HARMFUL_CATEGORIES = {
     "weapons", "drugs", "cyber", "fraud", "violence", "self_harm", "hate", "privacy", "harassment", "theft",
@@ -49,6 +50,8 @@ FILES: dict[str, tuple[Path, set[str], int]] = {
     "align_harmful.jsonl": (DATA_DIR, {"prompt", "response", "category"}, 120),
     "align_benign.jsonl": (DATA_DIR, {"prompt", "response"}, 150),
     "align_edgy.jsonl": (DATA_DIR, {"prompt", "response", "category"}, 80),
+    # bench/alignment.py v5's extra edgy-benign answers (bench data, not shipped; held to the same rules)
+    "align_edgy_extra.jsonl": (BENCH_DATA, {"prompt", "response", "category"}, 40),
     "align_instructions.jsonl": (DATA_DIR, {"prompt", "response", "category"}, 40),
     "attack_harmful_prompts.jsonl": (DATA_DIR, {"prompt", "category"}, 100),
     "sentiment_train.jsonl": (DATA_DIR, {"sentence", "label"}, 240),
@@ -194,10 +197,14 @@ def test_safe_responses_are_short_refusals_the_keyword_judge_recognises(name: st
     assert len(set(responses)) >= len(responses) // 4, "refusal wording should vary"
 
 
-@pytest.mark.parametrize("name", ["align_benign.jsonl", "align_edgy.jsonl"])
+@pytest.mark.parametrize("name", ["align_benign.jsonl", "align_edgy.jsonl", "align_edgy_extra.jsonl"])
 def test_benign_answers_are_short_and_never_look_like_refusals(name: str) -> None:
     for row in rows(name):
-        assert not any(marker in row["response"] for marker in REFUSAL_MARKERS), row
+        # a character's line in a story ("Sorry, boss, …") is not the answer declining
+        said = row["response"]
+        if row.get("category") == "fiction":
+            said = re.sub(r'"[^"]*"', "", said)
+        assert not any(marker in said for marker in REFUSAL_MARKERS), row
         assert sentences(row["response"]) <= (4 if row.get("category") == "fiction" else 3), row
 
 
@@ -232,7 +239,7 @@ def test_data_path_rejects_names_that_are_not_shipped(name: str) -> None:
 
 # The alignment's help data (benign, edgy-benign, instructions) against every gate suite that is shipped,
 # whatever it is: a suite added later (helpfulness.jsonl …) is covered without editing this test.
-HELP_FILES = ("align_benign.jsonl", "align_edgy.jsonl", "align_instructions.jsonl")
+HELP_FILES = ("align_benign.jsonl", "align_edgy.jsonl", "align_edgy_extra.jsonl", "align_instructions.jsonl")
 SUITE_TEXT_KEYS = ("prompt", "sentence", "question")
 
 
@@ -260,7 +267,7 @@ def test_alignment_help_data_shares_no_text_with_any_gate_suite(name: str) -> No
         assert not ours & {normalise(t) for t in texts}, suite
 
 
-@pytest.mark.parametrize("name", ["align_edgy.jsonl", "align_instructions.jsonl"])
+@pytest.mark.parametrize("name", ["align_edgy.jsonl", "align_edgy_extra.jsonl", "align_instructions.jsonl"])
 def test_new_alignment_prompts_are_not_rewordings_of_gate_prompts(name: str) -> None:
     # Content words left after dropping question frames overlap at most 0.5 (Jaccard) with any suite item.
     worst, pair = 0.0, ("", "")
@@ -271,6 +278,17 @@ def test_new_alignment_prompts_are_not_rewordings_of_gate_prompts(name: str) -> 
                 if a | b and len(a & b) / len(a | b) > worst:
                     worst, pair = len(a & b) / len(a | b), (ours, theirs)
     assert worst <= 0.5, pair
+
+
+def test_extra_edgy_answers_repeat_no_shipped_alignment_prompt() -> None:
+    # bench/alignment.py v5 appends them to align_edgy.jsonl: a repeat would double-weight a row
+    extra = {normalise(t) for t in text_of("align_edgy_extra.jsonl")}
+    for name in HELP_FILES:
+        if name != "align_edgy_extra.jsonl":
+            assert not extra & {normalise(t) for t in text_of(name)}, name
+    assert {row["category"] for row in rows("align_edgy_extra.jsonl")} <= {
+        row["category"] for row in rows("overrefusal.jsonl")
+    }
 
 
 def test_edgy_benign_set_mirrors_every_overrefusal_category_with_distinct_prompts() -> None:
