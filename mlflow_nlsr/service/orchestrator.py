@@ -42,7 +42,7 @@ from mlflow_nlsr.service.intake import enqueue_version
 from mlflow_nlsr.service.notify import notify_job
 from mlflow_nlsr.service.poller import poll_registry
 from mlflow_nlsr.service.preflight import check_job_inputs
-from mlflow_nlsr.service.retention import release_work_dir
+from mlflow_nlsr.service.retention import GATE_CACHE, GATE_METRICS, mark_gate_result_used, release_work_dir
 from mlflow_nlsr.service.settings import Outcome, Settings, job_work_dir
 from mlflow_nlsr.service.settings import slug as _slug
 from mlflow_nlsr.service.work import WorkInput, gate_config_of
@@ -277,9 +277,11 @@ class NLSRService:
         else:
             settings_key = json.dumps(gate_kw, sort_keys=True, default=str)
             key = f"{sha256_dir(path)[:16]}-{sha256_dir(base)[:8]}-{_short_hash(settings_key)}"
-            out = Path(self.settings.work_dir) / "gate-cache" / key
-        metrics_file = out / "metrics.json"
+            out = Path(self.settings.work_dir) / GATE_CACHE / key
+        metrics_file = out / GATE_METRICS
         if metrics_file.exists():
+            if role != "realigned":
+                mark_gate_result_used(out)
             return metrics_with_intervals(json.loads(metrics_file.read_text())), out
         run = run_gates(
             base if is_adapter else path,

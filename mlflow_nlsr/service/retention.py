@@ -7,7 +7,8 @@ rejected, skipped) it is only a copy of what the registry holds: the worker remo
 ``gc``. Failed and cancelled jobs keep it ``failed_days`` days for diagnosis (or until requeued,
 which starts over). ``gc`` also prunes the reference cache (``references/``, registry/cache.py):
 entries no active job uses and no job used for ``failed_days``, and downloads a dead worker left
-half done. Kept free of torch.
+half done; and, while no job is active, the reference gate results (``gate-cache/``) no job read for
+``failed_days`` (a job touches an entry's ``metrics.json`` when it reuses it). Kept free of torch.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ KEPT_FOR_DAYS = frozenset({JobState.FAILED, JobState.CANCELLED})
 REFERENCES_NOTE = "references.json"
 #: a download left in ``references/.partial`` this long by a worker that died is removed by gc
 PARTIAL_MAX_AGE_S = 3600.0
+#: in the work dir: gate results of reference models, by content hash (service/orchestrator.py)
+GATE_CACHE = "gate-cache"
+#: in a gate-cache entry: written when the run finished, touched when a job reuses it
+GATE_METRICS = "metrics.json"
 
 
 @dataclass
@@ -87,12 +92,26 @@ def collect(
             _remove(path, report)
     active = [j for j in jobs if j.state in ACTIVE_STATES]
     _prune_references(Path(work_dir), active, failed_days * 86400, report, verify_references)
-    if not active:
+    if not active:  # no job can be reading these now
         for scratch in ("inputs", "verify"):  # inputs/: where references went before the cache
             for path in sorted((Path(work_dir) / scratch).glob("*")):
                 if path.stat().st_mtime < time.time() - failed_days * 86400:
                     _remove(path, report)
+        _prune_gate_cache(Path(work_dir) / GATE_CACHE, failed_days * 86400, report)
     return report
+
+
+def mark_gate_result_used(entry: Path) -> None:
+    """Record that a job reused the gate-cache `entry` (gc keeps it ``failed_days`` from now)."""
+    (entry / GATE_METRICS).touch()
+
+
+def _prune_gate_cache(root: Path, max_age_s: float, report: GcReport) -> None:
+    """Drop gate results not used for `max_age_s`, and runs that never finished as long ago."""
+    for entry in sorted(root.glob("*")):
+        stamp = entry / GATE_METRICS
+        if (stamp if stamp.exists() else entry).stat().st_mtime < time.time() - max_age_s:
+            _remove(entry, report)
 
 
 def _prune_references(

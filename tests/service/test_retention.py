@@ -1,7 +1,8 @@
 """Retention: a worker drops a settled job's work dir; `mlflow nlsr gc` removes the rest.
 
-gc removes settled jobs' work dirs at once, failed ones only after --failed-days, and cached references
-that no active job uses and none used for as long (registry/cache.py).
+gc removes settled jobs' work dirs at once, failed ones only after --failed-days, cached references
+that no active job uses and none used for as long (registry/cache.py), and, while no job runs, reference
+gate results no job reused for as long.
 """
 
 from __future__ import annotations
@@ -190,3 +191,66 @@ def test_jobs_share_downloaded_references_and_only_a_failed_job_keeps_its_work_d
     inputs = json.loads((output / "nlsr_report.json").read_text())["inputs"]
     cached = sorted(p.name for p in (work / "references").iterdir() if p.is_dir() and len(p.name) == 64)
     assert cached == sorted([inputs["base"], inputs["aligned"]]), "entries are named by the report's hashes"
+
+
+def _gate_result(root, name, age_days, *, finished=True):
+    entry = root / name
+    entry.mkdir(parents=True)
+    (entry / "samples.jsonl").write_bytes(b"s" * 10)
+    stamp = entry / "metrics.json" if finished else entry
+    if finished:
+        stamp.write_text("{}")
+    when = time.time() - age_days * 86400
+    os.utime(stamp, (when, when))
+    return entry
+
+
+def test_gc_drops_reference_gate_results_unused_for_failed_days_only_while_no_job_runs(tmp_path):
+    work, url = tmp_path / "work", f"sqlite:///{tmp_path / 'jobs.db'}"
+    root = work / "gate-cache"
+    stale, recent = _gate_result(root, "stale", 30), _gate_result(root, "recent", 1)
+    crashed = _gate_result(root, "crashed", 30, finished=False)
+    with JobStore(url) as store:
+        running, _ = store.enqueue("chat", 9, "cli", "alice")
+        store.claim("w1", 60, job_id=running.id)
+
+    assert collect(JobStore(url), work, failed_days=7).removed == [], "a running job may be reading them"
+    with JobStore(url) as store:
+        store.fail(running.id, "w1", "boom", retry=False)
+    report = collect(JobStore(url), work, failed_days=7)
+
+    assert sorted(report.removed) == sorted([str(stale), str(crashed)])
+    assert not stale.exists() and not crashed.exists() and recent.exists()
+
+
+def test_reusing_a_reference_gate_result_keeps_it_from_gc(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from mlflow_nlsr.service import orchestrator
+
+    model, base = tmp_path / "ft", tmp_path / "base"
+    for path in (model, base):
+        path.mkdir()
+        (path / "config.json").write_text("{}")
+    runs = []
+
+    def fake_run_gates(*_args, output_dir, **_kw):
+        runs.append(output_dir)
+        output_dir.mkdir(parents=True)
+        (output_dir / "metrics.json").write_text(json.dumps({"metrics": {"asr": 0.5}}))
+        return SimpleNamespace(summary=lambda: {"metrics": {"asr": 0.5}})
+
+    monkeypatch.setattr(orchestrator, "run_gates", fake_run_gates)
+    owner = SimpleNamespace(settings=SimpleNamespace(work_dir=tmp_path / "work", gate_batch_size=1))
+    config = SimpleNamespace(
+        run_kwargs=lambda limit, suites: {"suites": ["safety"]}, baseline_suites=lambda role: []
+    )
+    gate = orchestrator.NLSRService._gate
+    _, entry = gate(owner, "finetuned", model, base, config, None, tmp_path / "job")
+    os.utime(entry / "metrics.json", (0, 0))
+
+    metrics, again = gate(owner, "finetuned", model, base, config, None, tmp_path / "job")
+
+    assert again == entry and len(runs) == 1 and metrics["asr"] == 0.5
+    assert (entry / "metrics.json").stat().st_mtime > time.time() - 60
+    assert collect(JobStore(f"sqlite:///{tmp_path / 'jobs.db'}"), tmp_path / "work").removed == []
