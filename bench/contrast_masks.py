@@ -26,14 +26,14 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from mlflow_nlsr import core
 from mlflow_nlsr.demo import data
 from mlflow_nlsr.io import read_adapter
-from mlflow_nlsr.io.adapters import key_a, key_b, write_adapter
+from mlflow_nlsr.io.adapters import LoraAdapter, key_a, key_b, write_adapter
 from mlflow_nlsr.options import RealignOptions
 from mlflow_nlsr.pipeline import lora_blockwise
 from mlflow_nlsr.pipeline.activations import actsvd_reference_projections
@@ -46,21 +46,38 @@ METRICS = ("asr", "refusal_rate", "degenerate_rate", "answered_rate", "sentiment
 _TRY = re.compile(r"^(?P<mode>defaults|ortho|diff)(?P<k>\d*)$")
 
 
-def projections(demo: Path, options: RealignOptions, project: Any) -> dict[str, torch.Tensor]:
-    """The reference factors projected block by block with `project` in place of the product's."""
-    finetuned, aligned = read_adapter(demo / "attack"), read_adapter(demo / "align")
+class Inputs(NamedTuple):
+    """What every pass of one try shares: read once, reference factors built once."""
+
+    base: Path
+    finetuned: LoraAdapter
+    modules: list[str]
+    reference: dict[str, torch.Tensor]
+
+
+def read_inputs(demo: Path, options: RealignOptions) -> Inputs:
+    """The demo's fine-tune, its module order and NLSR's extrapolated reference factors."""
+    finetuned = read_adapter(demo / "attack")
     modules = module_order(demo / "base", finetuned.modules)
-    reference = nlsr.reference_factors(aligned, modules, options)
+    return Inputs(demo / "base", finetuned, modules,
+                  nlsr.reference_factors(read_adapter(demo / "align"), modules, options))  # fmt: skip
+
+
+def projections(inputs: Inputs, options: RealignOptions, project: Any) -> dict[str, torch.Tensor]:
+    """The reference factors projected block by block with `project` in place of the product's."""
     saved, lora_blockwise.project_factors = lora_blockwise.project_factors, project
     try:
-        return actsvd_reference_projections(demo / "base", finetuned, reference, options, progress=False)[0]
+        return actsvd_reference_projections(
+            inputs.base, inputs.finetuned, inputs.reference, options, progress=False
+        )[0]
     finally:
         lora_blockwise.project_factors = saved
 
 
-def contrast_masks(demo: Path, mode: str, k: int, options: RealignOptions) -> dict[str, torch.Tensor]:
+def contrast_masks(inputs: Inputs, mode: str, k: int, options: RealignOptions) -> dict[str, torch.Tensor]:
     """The masks of one try (see the module docstring)."""
     product, utility_options = lora_blockwise.project_factors, options.replace(calibration=UTILITY)
+    per = nlsr.per_of(options)
     subspaces: dict[str, torch.Tensor] = {}
 
     def record(factors: Any, grams: Any, sparsity: float, variant: str, projected: Any) -> None:
@@ -80,14 +97,14 @@ def contrast_masks(demo: Path, mode: str, k: int, options: RealignOptions) -> di
             projected[key] = new.cpu()
 
     if mode == "ortho":
-        projections(demo, utility_options, record)
-        scores = projections(demo, options, minus_utility)
-        return {key: core.top_mask(s, options.sparsity, per="matrix") for key, s in scores.items()}
-    safety = projections(demo, options, product)
-    masks = {key: core.top_mask(s, options.sparsity, per="matrix") for key, s in safety.items()}
+        projections(inputs, utility_options, record)
+        scores = projections(inputs, options, minus_utility)
+        return {key: core.top_mask(s, options.sparsity, per=per) for key, s in scores.items()}
+    safety = projections(inputs, options, product)
+    masks = {key: core.top_mask(s, options.sparsity, per=per) for key, s in safety.items()}
     if mode == "diff":
-        utility = projections(demo, utility_options, product)
-        masks = {key: m & ~core.top_mask(utility[key], 1 - k / 100, per="matrix") for key, m in masks.items()}
+        utility = projections(inputs, utility_options, product)
+        masks = {key: m & ~core.top_mask(utility[key], 1 - k / 100, per=per) for key, m in masks.items()}
     return masks
 
 
@@ -99,12 +116,10 @@ def realign(demo: Path, name: str, out: Path) -> dict[str, Any]:
         if m is None:
             raise SystemExit(f"cannot parse {name!r}: expected defaults, ortho<k> or diff<q>")
         options = RealignOptions()
-        masks = contrast_masks(demo, m["mode"], int(m["k"] or 0), options)
-        finetuned = read_adapter(demo / "attack")
-        modules = module_order(demo / "base", finetuned.modules)
-        reference = nlsr.reference_factors(read_adapter(demo / "align"), modules, options)
-        ordered = {k: masks[k] for mod in modules for k in (key_a(mod), key_b(mod))}
-        outcome = nlsr.run_nlsr(finetuned, modules, reference, ordered, options)
+        inputs = read_inputs(demo, options)
+        masks = contrast_masks(inputs, m["mode"], int(m["k"] or 0), options)
+        ordered = {k: masks[k] for mod in inputs.modules for k in (key_a(mod), key_b(mod))}
+        outcome = nlsr.run_nlsr(inputs.finetuned, inputs.modules, inputs.reference, ordered, options)
         write_adapter(out / "adapter", outcome.config, outcome.tensors)
         fraction = sum(int(v.sum()) for v in masks.values()) / sum(v.numel() for v in masks.values())
         row = {"mask_fraction": round(fraction, 4), "relative_change": outcome.strength.relative_change}
