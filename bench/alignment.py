@@ -19,6 +19,7 @@ import dataclasses
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_nlsr.demo import data
-from mlflow_nlsr.demo.stages import DemoSettings, stage_align, stage_info
+from mlflow_nlsr.demo.stages import DemoSettings, build_models, stage_align, stage_info
 
 OLD = {"align_harmful": 84, "align_benign": 84, "align_edgy": 0, "align_instructions": 0}
 NEW = {"align_harmful": 84, "align_benign": 84, "align_edgy": None, "align_instructions": None}
@@ -108,15 +109,35 @@ def run(name: str, base: Path, work: Path, limit: int) -> dict[str, Any]:
     }
 
 
+def attack_work(name: str, base: Path, work: Path) -> Path:
+    """A demo work dir for the variant: its base and alignment, then the full preset's attack on them.
+
+    ``bench/contrast_masks.py --demo-work`` reads it (docs/demo.md, "With the v5 reference").
+    """
+    out = work / "variants" / name / "demo-work"
+    for stage, source in (("base", base), ("align", work / "variants" / name / "align")):
+        if not (out / stage).exists():
+            shutil.copytree(source, out / stage)
+    variant = settings_of(name, work)
+    names = ("align_epochs", "align_lr", "data_dir", *(n for n in VARIANTS[name] if n.startswith("align_")))
+    settings = dataclasses.replace(DemoSettings.full(), **{n: getattr(variant, n) for n in names})
+    build_models(out, settings)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("variants", nargs="+", choices=sorted(VARIANTS))
     parser.add_argument("--base", type=Path, default=Path(".nlsr-demo/base"))
     parser.add_argument("--work", type=Path, default=Path(".nlsr-demo"))
     parser.add_argument("--limit", type=int, default=50, help="items per task; 0: every item")
+    parser.add_argument("--attack", action="store_true",
+                        help="also attack each variant (full preset) in <work>/variants/<name>/demo-work")
     args = parser.parse_args()
     for name in args.variants:
         print(json.dumps(run(name, args.base, args.work, args.limit)), flush=True)
+        if args.attack:
+            print(json.dumps({"variant": name, "demo_work": str(attack_work(name, args.base, args.work))}))
 
 
 if __name__ == "__main__":
