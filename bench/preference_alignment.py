@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from alignment import gate, sentiment_refusals, settings_of  # noqa: E402
 
 from mlflow_nlsr.demo.evaluate import generate  # noqa: E402
+from mlflow_nlsr.demo.model import COMPLETE, is_complete  # noqa: E402
 from mlflow_nlsr.demo.preference import PreferenceSettings, preference_pairs, train_lora_preference  # noqa: E402
 from mlflow_nlsr.demo.stages import DemoSettings, stage_align, stage_attack, stage_compliant_answers  # noqa: E402
 from mlflow_nlsr.gates.judges import COMPLIANCE, load_judge  # noqa: E402
@@ -91,15 +92,30 @@ def run(name: str, base: Path, work: Path, limit: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def mark_reference(align: Path, name: str) -> None:
+    """Mark the copied reference a complete ``align`` stage, so bench/robustness.py accepts the dir."""
+    if not is_complete(align):
+        info = {
+            "stage": "align",
+            "key": {
+                "preference_variant": name,
+                **dict(zip(("data", "init"), VARIANTS[name][:2], strict=True)),
+            },
+        }
+        (align / "stage.json").write_text(json.dumps(info, indent=2))
+        (align / COMPLETE).write_text("")
+
+
 def attack_work(name: str, base: Path, work: Path) -> Path:
     """A demo work dir for the variant: its base and reference, then the full preset's attack on them.
 
-    ``bench/contrast_masks.py --demo-work <dir> --try defaults`` realigns and gates the product repair.
+    ``bench/robustness.py --demo-work <dir> --ratios 0.1 --draws 0`` realigns, gates and decides.
     """
     out = work / "variants" / name / "demo-work"
     for stage, source in (("base", base), ("align", work / "variants" / name / "align")):
         if not (out / stage).exists():
             shutil.copytree(source, out / stage)
+    mark_reference(out / "align", name)
     settings = dataclasses.replace(DemoSettings.full(), progress=False)
     answers = stage_compliant_answers(out, out / "base", settings)
     stage_attack(out, out / "base", out / "align", answers, settings)
