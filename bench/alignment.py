@@ -125,9 +125,10 @@ def attack_work(name: str, base: Path, work: Path) -> Path:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variants", nargs="+", choices=sorted(VARIANTS))
+def run_cli(description: str, variants: list[str], run_one: Any, attack_one: Any) -> None:
+    """Parse the variant scripts' shared arguments; run (and with --attack, attack) each variant."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("variants", nargs="+", choices=sorted(variants))
     parser.add_argument("--base", type=Path, default=Path(".nlsr-demo/base"))
     parser.add_argument("--work", type=Path, default=Path(".nlsr-demo"))
     parser.add_argument("--limit", type=int, default=50, help="items per task; 0: every item")
@@ -135,9 +136,13 @@ def main() -> None:
                         help="also attack each variant (full preset) in <work>/variants/<name>/demo-work")
     args = parser.parse_args()
     for name in args.variants:
-        print(json.dumps(run(name, args.base, args.work, args.limit)), flush=True)
+        print(json.dumps(run_one(name, args.base, args.work, args.limit)), flush=True)
         if args.attack:
-            print(json.dumps({"variant": name, "demo_work": str(attack_work(name, args.base, args.work))}))
+            print(json.dumps({"variant": name, "demo_work": str(attack_one(name, args.base, args.work))}))
+
+
+def main() -> None:
+    run_cli(__doc__.splitlines()[0], list(VARIANTS), run, attack_work)
 
 
 if __name__ == "__main__":

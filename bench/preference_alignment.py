@@ -15,7 +15,6 @@ Results: docs/demo.md ("Choosing the alignment"), bench/results/alignment-varian
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from alignment import gate, sentiment_refusals, settings_of  # noqa: E402
+from alignment import gate, run_cli, sentiment_refusals, settings_of  # noqa: E402
 
 from mlflow_nlsr.demo.evaluate import generate  # noqa: E402
 from mlflow_nlsr.demo.model import COMPLETE, is_complete  # noqa: E402
@@ -123,21 +122,7 @@ def attack_work(name: str, base: Path, work: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("variants", nargs="+", choices=sorted(VARIANTS))
-    parser.add_argument("--base", type=Path, default=Path(".nlsr-demo/base"))
-    parser.add_argument("--work", type=Path, default=Path(".nlsr-demo"))
-    parser.add_argument("--limit", type=int, default=50, help="items per task; 0: every item")
-    parser.add_argument(
-        "--attack",
-        action="store_true",
-        help="also attack each variant (full preset) in <work>/variants/<name>/demo-work",
-    )
-    args = parser.parse_args()
-    for name in args.variants:
-        print(json.dumps(run(name, args.base, args.work, args.limit)), flush=True)
-        if args.attack:
-            print(json.dumps({"variant": name, "demo_work": str(attack_work(name, args.base, args.work))}))
+    run_cli(__doc__.splitlines()[0], list(VARIANTS), run, attack_work)
 
 
 if __name__ == "__main__":
