@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 import requests
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from mlflow_nlsr import lineage
@@ -30,7 +30,17 @@ def _submit(driver, button_id: str) -> None:
     """Click a form button and wait for the page the POST redirects to (the first decision loads torch)."""
     button = driver.find_element(By.ID, button_id)
     button.click()
-    WebDriverWait(driver, 120).until(expected_conditions.staleness_of(button))
+    WebDriverWait(driver, 120).until(lambda _: _detached(button))
+
+
+def _detached(element) -> bool:
+    """True once `element` left the page. Mid-navigation Chromium may report the old node as "Node with
+    given id does not belong to the document" instead of a stale reference; both mean it is gone."""
+    try:
+        element.is_enabled()
+    except WebDriverException:  # StaleElementReferenceException is one
+        return True
+    return False
 
 
 def _alias(auth_server, name: str):
