@@ -109,15 +109,21 @@ def run(name: str, base: Path, work: Path, limit: int) -> dict[str, Any]:
     }
 
 
+def copy_stages(name: str, base: Path, work: Path) -> Path:
+    """``<work>/variants/<name>/demo-work`` holding copies of the base and the variant's reference."""
+    out = work / "variants" / name / "demo-work"
+    for stage, source in (("base", base), ("align", work / "variants" / name / "align")):
+        if not (out / stage).exists():
+            shutil.copytree(source, out / stage)
+    return out
+
+
 def attack_work(name: str, base: Path, work: Path) -> Path:
     """A demo work dir for the variant: its base and alignment, then the full preset's attack on them.
 
     ``bench/contrast_masks.py --demo-work`` reads it (docs/demo.md, "With the v5 reference").
     """
-    out = work / "variants" / name / "demo-work"
-    for stage, source in (("base", base), ("align", work / "variants" / name / "align")):
-        if not (out / stage).exists():
-            shutil.copytree(source, out / stage)
+    out = copy_stages(name, base, work)
     variant = settings_of(name, work)
     names = ("align_epochs", "align_lr", "data_dir", *(n for n in VARIANTS[name] if n.startswith("align_")))
     settings = dataclasses.replace(DemoSettings.full(), **{n: getattr(variant, n) for n in names})

@@ -19,18 +19,22 @@ import dataclasses
 import json
 import os
 import platform
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from alignment import gate, run_cli, sentiment_refusals, settings_of  # noqa: E402
+from alignment import copy_stages, gate, run_cli, sentiment_refusals, settings_of  # noqa: E402
 
 from mlflow_nlsr.demo.evaluate import generate  # noqa: E402
 from mlflow_nlsr.demo.model import COMPLETE, is_complete  # noqa: E402
-from mlflow_nlsr.demo.preference import PreferenceSettings, preference_pairs, train_lora_preference  # noqa: E402
+from mlflow_nlsr.demo.preference import (  # noqa: E402
+    PreferenceSettings,
+    harmful_pairs,
+    preference_pairs,
+    train_lora_preference,
+)
 from mlflow_nlsr.demo.stages import DemoSettings, stage_align, stage_attack, stage_compliant_answers  # noqa: E402
 from mlflow_nlsr.gates.judges import COMPLIANCE, load_judge  # noqa: E402
 
@@ -65,9 +69,7 @@ def run(name: str, base: Path, work: Path, limit: int) -> dict[str, Any]:
     demo = settings_of(data_variant, work)
     root = work / "variants" / name
     sizes = demo.align_sizes()
-    from mlflow_nlsr.demo.data import AlignSizes, align_pairs
-
-    harmful_prompts = [p for p, _ in align_pairs(AlignSizes(sizes.harmful, 0, 0, 0), demo.data_dir)]
+    harmful_prompts = [p for p, _ in harmful_pairs(sizes, demo.data_dir)]
     compliant = compliant_answers(base, harmful_prompts, work / "variants" / "base-harmful-answers.jsonl")
     pairs = preference_pairs(sizes, compliant, demo.data_dir, seed=demo.seed)
     settings = PreferenceSettings(**overrides, progress=False)
@@ -110,10 +112,7 @@ def attack_work(name: str, base: Path, work: Path) -> Path:
 
     ``bench/robustness.py --demo-work <dir> --ratios 0.1 --draws 0`` realigns, gates and decides.
     """
-    out = work / "variants" / name / "demo-work"
-    for stage, source in (("base", base), ("align", work / "variants" / name / "align")):
-        if not (out / stage).exists():
-            shutil.copytree(source, out / stage)
+    out = copy_stages(name, base, work)
     mark_reference(out / "align", name)
     settings = dataclasses.replace(DemoSettings.full(), progress=False)
     answers = stage_compliant_answers(out, out / "base", settings)

@@ -32,6 +32,8 @@ from mlflow_nlsr.demo.train import (
     cosine_with_warmup,
     encode_pair,
     lora_model,
+    optimizer_step,
+    shuffled_batches,
     torch_threads,
 )
 from mlflow_nlsr.errors import InputError
@@ -70,6 +72,11 @@ def refusal_openers(refusals: list[str]) -> list[str]:
     return sorted(o for o in openers if any(word in o.lower() for word in DECLINE_WORDS))
 
 
+def harmful_pairs(sizes: data.AlignSizes, root: Path | str | None = None) -> list[data.Pair]:
+    """Return the (harmful prompt, shipped refusal) rows of the alignment data at ``sizes.harmful``."""
+    return data.align_pairs(data.AlignSizes(sizes.harmful, 0, 0, 0), root)
+
+
 def preference_pairs(
     sizes: data.AlignSizes, compliant: dict[str, str], root: Path | str | None = None, seed: int = 0
 ) -> list[PreferencePair]:
@@ -79,7 +86,7 @@ def preference_pairs(
     prompts without one are skipped); every other prompt prefers the shipped answer over a bare decline
     drawn (seeded) from the refusals' openers.
     """
-    harmful = data.align_pairs(data.AlignSizes(sizes.harmful, 0, 0, 0), root)
+    harmful = harmful_pairs(sizes, root)
     helpful = data.align_pairs(data.AlignSizes(0, sizes.benign, sizes.edgy, sizes.instructions), root)
     declines = refusal_openers([r for _, r in harmful])
     if not declines:
@@ -191,21 +198,14 @@ def train_lora_preference(
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=s.lr, weight_decay=0.0)
         steps = math.ceil(len(data) / s.batch_size) * s.epochs
-        schedule, order = cosine_with_warmup(optimizer, steps), random.Random(s.seed)
+        schedule = cosine_with_warmup(optimizer, steps)
         log: list[dict[str, float]] = []
         bar = tqdm(total=steps, desc=f"DPO {out.name}", disable=not s.progress)
-        for _ in range(s.epochs):
-            idx = list(range(len(data)))
-            order.shuffle(idx)
-            for b in range(0, len(idx), s.batch_size):
-                chunk = idx[b : b + s.batch_size]
-                log.append(_step(model, [data[i] for i in chunk], [reference[i] for i in chunk], pad_id, s))
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-                bar.update(1)
-                bar.set_postfix(loss=f"{log[-1]['loss']:.3f}", acc=f"{log[-1]['accuracy']:.2f}")
+        for chunk in shuffled_batches(len(data), s.batch_size, s.epochs, s.seed):
+            log.append(_step(model, [data[i] for i in chunk], [reference[i] for i in chunk], pad_id, s))
+            optimizer_step(params, optimizer, schedule)
+            bar.update(1)
+            bar.set_postfix(loss=f"{log[-1]['loss']:.3f}", acc=f"{log[-1]['accuracy']:.2f}")
         bar.close()
         model.save_pretrained(str(out))
     info = {"examples": len(data), "dropped": len(pairs) - len(data), "steps": len(log), **asdict(s),

@@ -13,6 +13,7 @@ import json
 import math
 import random
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,6 +118,24 @@ def cosine_with_warmup(optimizer: torch.optim.Optimizer, total: int) -> torch.op
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def shuffled_batches(n: int, batch_size: int, epochs: int, seed: int) -> Iterator[list[int]]:
+    """Yield each batch's example indices: ``epochs`` passes over ``range(n)``, each reshuffled (seeded)."""
+    order = random.Random(seed)
+    for _ in range(epochs):
+        idx = list(range(n))
+        order.shuffle(idx)
+        for s in range(0, n, batch_size):
+            yield idx[s : s + batch_size]
+
+
+def optimizer_step(params: list[torch.nn.Parameter], optimizer: torch.optim.Optimizer, schedule: Any) -> None:
+    """Clip the gradients to norm 1, step the optimizer and the schedule, and clear the gradients."""
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    schedule.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
 def train_lora(
     base_dir: Path | str,
     examples: list[tuple[str, str]],
@@ -158,23 +177,15 @@ def train_lora(
         optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
         steps_per_epoch = math.ceil(len(data) / batch_size)
         schedule = cosine_with_warmup(optimizer, steps_per_epoch * epochs)
-        order = random.Random(seed)
         losses: list[float] = []
         bar = tqdm(total=steps_per_epoch * epochs, desc=f"LoRA {out.name}", disable=not progress)
-        for _ in range(epochs):
-            idx = list(range(len(data)))
-            order.shuffle(idx)
-            for s in range(0, len(idx), batch_size):
-                batch = collate([data[i] for i in idx[s : s + batch_size]], pad_id)
-                loss = model(**batch).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(round(float(loss.detach()), 5))
-                bar.update(1)
-                bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        for chunk in shuffled_batches(len(data), batch_size, epochs, seed):
+            loss = model(**collate([data[i] for i in chunk], pad_id)).loss
+            loss.backward()
+            optimizer_step(params, optimizer, schedule)
+            losses.append(round(float(loss.detach()), 5))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
         bar.close()
         model.save_pretrained(str(out))
     log = {
