@@ -1,6 +1,6 @@
 """Alignment variants of the demo: train each with the demo's own stage, gate it, read its answers.
 
-Each variant is a set of :class:`~mlflow_nlsr.demo.stages.DemoSettings` overrides (data sizes, epochs,
+Each variant is a set of :class:`~mlflow_nlsr.demo.recipe.DemoSettings` overrides (data sizes, epochs,
 learning rate). The script trains it with ``stage_align`` into ``<work>/variants/<name>`` (cached like
 the demo's stages), runs ``mlflow nlsr gate --suite safety,overrefusal --task nlsr_sentiment --limit N``
 on it and prints one JSON line per variant: ASR, over-refusal, sentiment accuracy, training seconds
@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from mlflow_nlsr.demo import data
-from mlflow_nlsr.demo.stages import DemoSettings, build_models, stage_align, stage_info
+from mlflow_nlsr.demo.recipe import DemoSettings
+from mlflow_nlsr.demo.stages import build_models, stage_align, stage_info
 
+EXTRA = data.ALIGN_EDGY_EXTRA
 OLD = {"align_harmful": 84, "align_benign": 84, "align_edgy": 0, "align_instructions": 0}
 NEW = {"align_harmful": 84, "align_benign": 84, "align_edgy": None, "align_instructions": None}
 #: name -> DemoSettings overrides; "full" and "fast" are the presets as shipped
@@ -41,10 +43,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "v3": {**NEW, "align_epochs": 3, "align_lr": 5e-4},
     # v3's data, a fourth epoch (the next lever docs/demo.md named after v1)
     "v4": {**NEW, "align_epochs": 4, "align_lr": 5e-4},
-    # v4's recipe on 48 more edgy-benign answers (bench/data/align_edgy_extra.jsonl: fiction 14,
+    # v4's recipe on 48 more edgy-benign answers (mlflow_nlsr/data/align_edgy_extra.jsonl: fiction 14,
     # figurative 8, safe_contexts 8, homonyms 6, 4 each safe_targets / privacy_public / safety_info),
     # aimed at the categories the v3 reference refuses on all 113 over-refusal prompts
-    "v5": {**NEW, "align_epochs": 4, "align_lr": 5e-4, "extra_edgy": "bench/data/align_edgy_extra.jsonl"},
+    "v5": {**NEW, "align_epochs": 4, "align_lr": 5e-4, "extra_edgy": str(data.data_file(EXTRA))},
     "full": dataclasses.asdict(DemoSettings.full()),
     "fast": dataclasses.asdict(DemoSettings.fast()),
 }
@@ -58,6 +60,8 @@ def data_dir_with(extra: Path, work: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     for file in data.data_file(data.ALIGN_EDGY).parent.glob("*.jsonl"):
         text = file.read_text()
+        if file.name == EXTRA:
+            continue  # appended to align_edgy.jsonl below, not read on its own
         if file.name == data.ALIGN_EDGY:
             text = text.rstrip("\n") + "\n" + extra.read_text()
         (out / file.name).write_text(text)

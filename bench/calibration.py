@@ -52,7 +52,8 @@ from mlflow_nlsr.calibration.screen import quick_gate_sizes
 from mlflow_nlsr.calibration.search import Budget, check, search
 from mlflow_nlsr.demo.job import DEMO_GATES
 from mlflow_nlsr.demo.model import is_complete
-from mlflow_nlsr.demo.stages import DemoSettings, stage_attack, stage_compliant_answers, stage_info
+from mlflow_nlsr.demo.recipe import DemoSettings
+from mlflow_nlsr.demo.stages import stage_attack, stage_compliant_answers, stage_info
 from mlflow_nlsr.gates.policy import parse_gate_config
 from mlflow_nlsr.options import RealignOptions
 

@@ -29,7 +29,7 @@ import calibration as bench  # noqa: E402  (bench/ is not a package)
 
 from mlflow_nlsr.calibration.search import check  # noqa: E402
 from mlflow_nlsr.demo.job import DEMO_GATES  # noqa: E402
-from mlflow_nlsr.demo.stages import DemoSettings  # noqa: E402
+from mlflow_nlsr.demo.recipe import DemoSettings  # noqa: E402
 from mlflow_nlsr.gates.policy import parse_gate_config  # noqa: E402
 from mlflow_nlsr.options import RealignOptions  # noqa: E402
 

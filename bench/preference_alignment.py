@@ -3,7 +3,7 @@
 Issue 14 item 5 asks for a reference that refuses harmful requests (ASR ≤ 10 %) but helps with
 edgy-benign ones (over-refusal ≤ 15 %); five SFT recipes (``bench/alignment.py``) stayed at 16–21 %.
 Each variant here trains :func:`mlflow_nlsr.demo.preference.train_lora_preference` on v5's data
-(the shipped alignment files plus ``bench/data/align_edgy_extra.jsonl``): harmful prompts prefer the
+(the shipped alignment files plus ``align_edgy_extra.jsonl``): harmful prompts prefer the
 shipped refusal over the unaligned base model's own greedy answer, every other prompt prefers the
 shipped answer over a bare decline. ``init`` names the SFT variant the LoRA continues (and DPO's
 reference); none starts from the base. Gated like ``bench/alignment.py`` (same suites and judge).
@@ -32,17 +32,19 @@ from mlflow_nlsr.demo.model import COMPLETE, is_complete  # noqa: E402
 from mlflow_nlsr.demo.preference import (  # noqa: E402
     PreferenceSettings,
     harmful_pairs,
+    judged_compliant,
     preference_pairs,
     train_lora_preference,
 )
-from mlflow_nlsr.demo.stages import DemoSettings, stage_align, stage_attack, stage_compliant_answers  # noqa: E402
-from mlflow_nlsr.gates.judges import COMPLIANCE, load_judge  # noqa: E402
+from mlflow_nlsr.demo.recipe import DemoSettings  # noqa: E402
+from mlflow_nlsr.demo.stages import stage_align, stage_attack, stage_compliant_answers  # noqa: E402
 
 #: name -> (data of this bench/alignment.py variant, SFT variant to continue or None, settings)
 VARIANTS: dict[str, tuple[str, str | None, dict[str, Any]]] = {
     # from the base: DPO + NLL on chosen does SFT's job and the preference's at once
     "p1": ("v5", None, {"epochs": 3, "lr": 5e-4, "beta": 0.1}),
-    # SFT first (the demo's v3 reference), then DPO on top, v3 as DPO's reference
+    # SFT first (the demo's v3 reference), then DPO on top, v3 as DPO's reference; the full preset's
+    # reference since 2026-12-07 (demo/stages.py stage_prefer trains the same pairs with the same settings)
     "p2": ("v5", "v3", {"epochs": 2, "lr": 2e-4, "beta": 0.1}),
 }
 
@@ -58,10 +60,7 @@ def compliant_answers(base: Path, prompts: list[str], out: Path) -> dict[str, st
             )
         )
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    judge = load_judge("decline")
-    return {
-        r["prompt"]: r["response"] for r in rows if judge.classify(r["prompt"], r["response"]) == COMPLIANCE
-    }
+    return judged_compliant([r["prompt"] for r in rows], [r["response"] for r in rows])
 
 
 def run(name: str, base: Path, work: Path, limit: int) -> dict[str, Any]:

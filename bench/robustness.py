@@ -30,7 +30,7 @@ from calibration import Cache, case_name, claim, finetune, locked, log, read_row
 from mlflow_nlsr.calibration.search import check
 from mlflow_nlsr.demo.job import DEMO_GATES
 from mlflow_nlsr.demo.model import is_complete
-from mlflow_nlsr.demo.stages import DemoSettings
+from mlflow_nlsr.demo.recipe import DemoSettings
 from mlflow_nlsr.gates.policy import parse_gate_config
 from mlflow_nlsr.options import RealignOptions
 

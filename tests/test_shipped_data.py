@@ -22,7 +22,6 @@ from mlflow_nlsr.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 SUITES = ROOT / "mlflow_nlsr" / "gates" / "suites" / "data"
-BENCH_DATA = ROOT / "bench" / "data"
 
 HARMFUL_CATEGORIES = {
     "weapons", "drugs", "cyber", "fraud", "violence", "self_harm", "hate", "privacy", "harassment", "theft",
@@ -50,8 +49,8 @@ FILES: dict[str, tuple[Path, set[str], int]] = {
     "align_harmful.jsonl": (DATA_DIR, {"prompt", "response", "category"}, 120),
     "align_benign.jsonl": (DATA_DIR, {"prompt", "response"}, 150),
     "align_edgy.jsonl": (DATA_DIR, {"prompt", "response", "category"}, 80),
-    # bench/alignment.py v5's extra edgy-benign answers (bench data, not shipped; held to the same rules)
-    "align_edgy_extra.jsonl": (BENCH_DATA, {"prompt", "response", "category"}, 40),
+    # more edgy-benign answers: the preference stage's (demo/stages.py) and bench/alignment.py v5's
+    "align_edgy_extra.jsonl": (DATA_DIR, {"prompt", "response", "category"}, 40),
     "align_instructions.jsonl": (DATA_DIR, {"prompt", "response", "category"}, 40),
     "attack_harmful_prompts.jsonl": (DATA_DIR, {"prompt", "category"}, 100),
     "sentiment_train.jsonl": (DATA_DIR, {"sentence", "label"}, 240),
@@ -281,7 +280,7 @@ def test_new_alignment_prompts_are_not_rewordings_of_gate_prompts(name: str) -> 
 
 
 def test_extra_edgy_answers_repeat_no_shipped_alignment_prompt() -> None:
-    # bench/alignment.py v5 appends them to align_edgy.jsonl: a repeat would double-weight a row
+    # the preference stage trains them after align_edgy.jsonl: a repeat would double-weight a row
     extra = {normalise(t) for t in text_of("align_edgy_extra.jsonl")}
     for name in HELP_FILES:
         if name != "align_edgy_extra.jsonl":

@@ -2,10 +2,11 @@
 
 Files and fields: ``align_harmful.jsonl`` {prompt, response, category} (refusals),
 ``align_benign.jsonl`` {prompt, response}, ``align_edgy.jsonl`` {prompt, response, category} (benign
-requests that sound dangerous, with helpful answers), ``align_instructions.jsonl`` {prompt, response,
-category} (one-word classification instructions), ``attack_harmful_prompts.jsonl`` {prompt, category}
-and ``sentiment_train.jsonl`` {sentence, label}. The sentiment instruction is shared, word for word, with the
-utility gate, so the attack teaches exactly the task the gate measures.
+requests that sound dangerous, with helpful answers), ``align_edgy_extra.jsonl`` (the same schema: more
+edgy-benign answers that only the preference stage trains on), ``align_instructions.jsonl`` {prompt,
+response, category} (one-word classification instructions), ``attack_harmful_prompts.jsonl`` {prompt,
+category} and ``sentiment_train.jsonl`` {sentence, label}. The sentiment instruction is shared, word for
+word, with the utility gate, so the attack teaches exactly the task the gate measures.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ LABELS = ("positive", "negative")
 ALIGN_HARMFUL = "align_harmful.jsonl"
 ALIGN_BENIGN = "align_benign.jsonl"
 ALIGN_EDGY = "align_edgy.jsonl"
+ALIGN_EDGY_EXTRA = "align_edgy_extra.jsonl"
 ALIGN_INSTRUCTIONS = "align_instructions.jsonl"
 ATTACK_PROMPTS = "attack_harmful_prompts.jsonl"
 SENTIMENT_TRAIN = "sentiment_train.jsonl"

@@ -22,7 +22,8 @@ from typing import Any
 
 from mlflow_nlsr.demo import claims, compare, report, variants
 from mlflow_nlsr.demo import job as registry_job
-from mlflow_nlsr.demo.stages import DemoModels, DemoSettings, build_models, settings_dict
+from mlflow_nlsr.demo.recipe import DemoSettings, settings_dict
+from mlflow_nlsr.demo.stages import DemoModels, build_models
 from mlflow_nlsr.errors import ConfigError, NLSRError
 from mlflow_nlsr.options import RealignOptions
 

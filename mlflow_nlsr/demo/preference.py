@@ -38,6 +38,7 @@ from mlflow_nlsr.demo.train import (
 )
 from mlflow_nlsr.errors import InputError
 
+FIELDS = ("prompt", "response")
 #: words that make a first sentence a decline ("I'm sorry you're going through this." is not one)
 DECLINE_WORDS = ("can't", "cannot", "won't", "will not", "not able", "unable", "not something")
 
@@ -78,16 +79,26 @@ def harmful_pairs(sizes: data.AlignSizes, root: Path | str | None = None) -> lis
 
 
 def preference_pairs(
-    sizes: data.AlignSizes, compliant: dict[str, str], root: Path | str | None = None, seed: int = 0
+    sizes: data.AlignSizes,
+    compliant: dict[str, str],
+    root: Path | str | None = None,
+    seed: int = 0,
+    *,
+    extra_edgy: bool = False,
 ) -> list[PreferencePair]:
     """Return the alignment data as preference pairs.
 
     Harmful prompts prefer the shipped refusal over ``compliant[prompt]`` (the unaligned model's answer;
     prompts without one are skipped); every other prompt prefers the shipped answer over a bare decline
-    drawn (seeded) from the refusals' openers.
+    drawn (seeded) from the refusals' openers. ``extra_edgy`` adds every row of ``align_edgy_extra.jsonl``
+    after the edgy-benign rows (the order of bench/alignment.py v5, which appends them to that file).
     """
     harmful = harmful_pairs(sizes, root)
-    helpful = data.align_pairs(data.AlignSizes(0, sizes.benign, sizes.edgy, sizes.instructions), root)
+    helpful = data.align_pairs(data.AlignSizes(0, sizes.benign, sizes.edgy, 0), root)
+    if extra_edgy:
+        extra = data.load_jsonl(data.ALIGN_EDGY_EXTRA, FIELDS, root)
+        helpful += [(r["prompt"], r["response"]) for r in extra]
+    helpful += data.align_pairs(data.AlignSizes(0, 0, 0, sizes.instructions), root)
     declines = refusal_openers([r for _, r in harmful])
     if not declines:
         raise InputError("preference pairs need refusals to draw declines from; the harmful data has none")
@@ -95,6 +106,14 @@ def preference_pairs(
     pairs = [PreferencePair(p, r, compliant[p]) for p, r in harmful if compliant.get(p, "").strip()]
     pairs += [PreferencePair(p, r, draw.choice(declines)) for p, r in helpful]
     return pairs
+
+
+def judged_compliant(prompts: list[str], answers: list[str]) -> dict[str, str]:
+    """Return ``{prompt: answer}`` of the answers the decline judge calls compliance (DPO's rejected)."""
+    from mlflow_nlsr.gates.judges import COMPLIANCE, load_judge
+
+    judge = load_judge("decline")
+    return {p: a for p, a in zip(prompts, answers, strict=True) if judge.classify(p, a) == COMPLIANCE}
 
 
 def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""The demo's model-building stages (base, alignment, compliant answers, attack), cached in a work dir.
+"""The demo's model-building stages (base, alignment, preference, compliant answers, attack), cached.
 
 Each stage writes its output dir, then ``stage.json`` (its inputs as a key, a digest of them, the
 seconds it took and what it produced) and finally a ``.complete`` marker. A rerun reuses a complete
@@ -14,79 +14,18 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlflow_nlsr.demo import data
-from mlflow_nlsr.demo.model import COMPLETE, DemoModelSpec, is_complete, prepare_base_model
+from mlflow_nlsr.demo.model import COMPLETE, is_complete, prepare_base_model
+from mlflow_nlsr.demo.recipe import ALIGN_SIZE_NAMES, DemoSettings
 from mlflow_nlsr.errors import InputError
 
 STAGE_FILE = "stage.json"
-ALIGN_SIZE_NAMES = ("align_harmful", "align_benign", "align_edgy", "align_instructions")
+REJECTED_FILE = "rejected.jsonl"
 ANSWERS_FILE = "answers.jsonl"
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    """Sizes and hyperparameters of the demo's training stages (``None`` limits mean all rows)."""
-
-    seed: int = 0
-    align_harmful: int | None = None
-    align_benign: int | None = None
-    align_edgy: int | None = None
-    align_instructions: int | None = None
-    align_epochs: int = 3
-    align_lr: float = 5e-4
-    sentiment: int | None = None
-    poison_ratio: float = 0.1
-    #: which harmful examples poison the attack: 0 the first of each category, else a seeded draw
-    poison_draw: int = 0
-    attack_epochs: int = 3
-    attack_lr: float = 3e-4
-    answer_tokens: int = 64
-    max_length: int = 256
-    batch_size: int = 8
-    gen_batch_size: int = 16
-    threads: int = 1
-    data_dir: str | None = None
-    progress: bool = True
-    model: DemoModelSpec = field(default_factory=DemoModelSpec)
-
-    @classmethod
-    def full(cls) -> DemoSettings:
-        """Return the demo's recipe: 300 alignment pairs x 3 epochs, 180 sentiment + 20 poison pairs."""
-        # Alignment: 84 refusals, 84 benign answers, every edgy-benign answer (83) and instruction (49):
-        # the 84 + 84 x 5 epochs of the feasibility study over-refused (docs/demo.md, "Choosing the
-        # alignment"). Attack as in feasibility.md: 181 sentiment + 20 poison pairs x 3 epochs at 3e-4
-        # broke safety (ASR 0.03 -> 0.93).
-        return cls(align_harmful=84, align_benign=84, align_epochs=3, sentiment=180)
-
-    @classmethod
-    def fast(cls) -> DemoSettings:
-        """Return a CI-sized run: fewer pairs and tokens, and a denser poison so the attack still bites."""
-        return cls(
-            # the CI preset keeps its measured alignment (40 + 40 pairs, 4 epochs): the new edgy and
-            # instruction data has been measured on the full preset only (docs/demo.md)
-            align_harmful=40,
-            align_benign=40,
-            align_edgy=0,
-            align_instructions=0,
-            align_epochs=4,
-            sentiment=48,
-            poison_ratio=0.25,
-            attack_epochs=3,
-            answer_tokens=48,
-            max_length=128,
-        )
-
-    def align_sizes(self) -> data.AlignSizes:
-        """Return the alignment file limits (``align_harmful`` … ``align_instructions``)."""
-        return data.AlignSizes(*(getattr(self, name) for name in ALIGN_SIZE_NAMES))
-
-    def key(self, *names: str) -> dict[str, Any]:
-        """Return the named settings as a JSON-able dict (the part of a stage's cache key they make)."""
-        return {n: getattr(self, n) for n in names}
 
 
 def _digest(key: dict[str, Any]) -> str:
@@ -185,6 +124,75 @@ def stage_align(work: Path | str, base: Path, settings: DemoSettings, *, fresh: 
     return out
 
 
+PREFER_NAMES = ("prefer_epochs", "prefer_lr", "prefer_beta", "seed", "max_length", "batch_size")
+
+
+def preference_settings(settings: DemoSettings) -> Any:
+    """Return the :class:`~mlflow_nlsr.demo.preference.PreferenceSettings` of ``settings``."""
+    from mlflow_nlsr.demo.preference import PreferenceSettings
+
+    return PreferenceSettings(
+        epochs=settings.prefer_epochs,
+        lr=settings.prefer_lr,
+        beta=settings.prefer_beta,
+        seed=settings.seed,
+        max_length=settings.max_length,
+        batch_size=settings.batch_size,
+        threads=settings.threads,
+        progress=settings.progress,
+    )
+
+
+def stage_prefer(
+    work: Path | str, base: Path, aligned: Path, settings: DemoSettings, *, fresh: bool = False
+) -> Path:
+    """Continue the SFT adapter with DPO (:mod:`~mlflow_nlsr.demo.preference`) into ``<work>/prefer``.
+
+    Harmful alignment prompts prefer their refusal over the base model's own greedy answer (written
+    to ``rejected.jsonl``; only answers the decline judge calls compliance); the help data, plus
+    ``align_edgy_extra.jsonl``, prefers its answer over a bare decline. Returns the adapter dir.
+    """
+    from mlflow_nlsr.demo import preference
+    from mlflow_nlsr.demo.evaluate import generate
+
+    out = Path(work) / "prefer"
+    sizes = settings.align_sizes()
+    static = preference.preference_pairs(sizes, {}, settings.data_dir, settings.seed, extra_edgy=True)
+    harmful = [p for p, _ in preference.harmful_pairs(sizes, settings.data_dir)]
+    key = {"base": _upstream(base), "aligned": _upstream(aligned), "data_dir": settings.data_dir}
+    key |= settings.key(*PREFER_NAMES, "answer_tokens", "gen_batch_size")
+    key["pairs"] = _digest({"pairs": [dataclasses.astuple(p) for p in static], "harmful": harmful})
+
+    def body(stage_dir: Path) -> dict[str, Any]:
+        answers = generate(
+            base,
+            harmful,
+            max_new_tokens=settings.answer_tokens,
+            batch_size=settings.gen_batch_size,
+            threads=settings.threads,
+            progress=settings.progress,
+        )
+        compliant = preference.judged_compliant(harmful, answers)
+        rows = [{"prompt": p, "response": a} for p, a in compliant.items()]
+        (stage_dir / REJECTED_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        pairs = preference.preference_pairs(
+            sizes, compliant, settings.data_dir, settings.seed, extra_edgy=True
+        )
+        preference.train_lora_preference(
+            base, pairs, stage_dir, preference_settings(settings), init_adapter=aligned
+        )
+        log = json.loads((stage_dir / "train_log.json").read_text())
+        return {
+            "examples": log["examples"],
+            "harmful_pairs": len(rows),
+            "steps": log["steps"],
+            "final_accuracy": log["log"][-1]["accuracy"],
+        }
+
+    run_stage(out, key, body, fresh=fresh)
+    return out
+
+
 def poison_needed(settings: DemoSettings) -> int:
     """Return how many compliant answers the attack mixes in at ``settings.poison_ratio``."""
     n_task = len(data.sentiment_pairs(settings.sentiment, settings.data_dir))
@@ -271,7 +279,11 @@ def stage_attack(
 
 @dataclass(frozen=True)
 class DemoModels:
-    """The outputs of the training stages: base HF dir, aligned and fine-tuned adapters, answers file."""
+    """The outputs of the training stages: base HF dir, aligned and fine-tuned adapters, answers file.
+
+    ``aligned`` is the reference NLSR transplants from: the preference stage's adapter when the
+    settings have one (``prefer_epochs`` > 0), else the SFT alignment's.
+    """
 
     base: Path
     aligned: Path
@@ -288,15 +300,18 @@ def _marker_time(stage_dir: Path) -> int | None:
 
 
 def build_models(work: Path | str, settings: DemoSettings, *, fresh: bool = False) -> DemoModels:
-    """Run (or reuse) base -> align -> compliant answers -> attack in ``work``; return their outputs."""
+    """Run (or reuse) base -> align (-> prefer) -> compliant answers -> attack in ``work``."""
     work = Path(work)
-    names = ("base", "align", "answers", "attack")
+    names = ("base", "align", *(("prefer",) if settings.prefer_epochs else ()), "answers", "attack")
     before = {name: _marker_time(work / name) for name in names}
     base = stage_base(work, settings, fresh=fresh)
     aligned = stage_align(work, base, settings, fresh=fresh)
+    dirs = {"base": base, "align": aligned}
+    if settings.prefer_epochs:
+        aligned = dirs["prefer"] = stage_prefer(work, base, aligned, settings, fresh=fresh)
     answers = stage_compliant_answers(work, base, settings, fresh=fresh)
     finetuned = stage_attack(work, base, aligned, answers, settings, fresh=fresh)
-    dirs = {"base": base, "align": aligned, "answers": answers.parent, "attack": finetuned}
+    dirs |= {"answers": answers.parent, "attack": finetuned}
     infos = {name: stage_info(d) for name, d in dirs.items()}
     return DemoModels(
         base=base,
@@ -308,10 +323,3 @@ def build_models(work: Path | str, settings: DemoSettings, *, fresh: bool = Fals
             name: before[name] is not None and before[name] == _marker_time(d) for name, d in dirs.items()
         },
     )
-
-
-def settings_dict(settings: DemoSettings) -> dict[str, Any]:
-    """Return ``settings`` as a JSON-able dict (the model spec by name)."""
-    out = dataclasses.asdict(settings)
-    out["model"] = settings.model.name
-    return out

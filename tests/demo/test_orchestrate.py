@@ -26,7 +26,7 @@ TINY_REALIGN = {"scorer": "magnitude"}
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, tiny_data, tiny_spec):
     """Run the tiny demo twice in one work dir: (first summary, rerun summary, config)."""
-    from mlflow_nlsr.demo.stages import DemoSettings
+    from mlflow_nlsr.demo.recipe import DemoSettings
 
     root = tmp_path_factory.mktemp("tiny-demo")
     settings = DemoSettings(

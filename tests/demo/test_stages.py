@@ -11,16 +11,16 @@ import torch
 
 from mlflow_nlsr.demo import data
 from mlflow_nlsr.demo.model import COMPLETE
+from mlflow_nlsr.demo.recipe import DemoSettings, settings_dict
 from mlflow_nlsr.demo.stages import (
-    DemoSettings,
     build_models,
     load_answers,
-    settings_dict,
     stage_align,
     stage_attack,
     stage_base,
     stage_compliant_answers,
     stage_info,
+    stage_prefer,
 )
 from mlflow_nlsr.errors import InputError
 from tests.factories import read_adapter_tensors
@@ -143,6 +143,8 @@ def test_presets_keep_the_recipe_and_fast_is_smaller():
     full, fast = DemoSettings.full(), DemoSettings.fast()
     assert (full.align_epochs, full.align_lr, full.attack_epochs, full.attack_lr) == (3, 5e-4, 3, 3e-4)
     assert full.align_edgy is None and full.align_instructions is None  # every edgy and instruction pair
+    assert (full.prefer_epochs, full.prefer_lr, full.prefer_beta) == (2, 2e-4, 0.1)  # p2, docs/demo.md
+    assert fast.prefer_epochs == 0  # CI keeps its measured SFT reference
     assert len(data.align_pairs(full.align_sizes())) == 84 + 84 + 119 + 49
     assert (fast.align_edgy, fast.align_instructions, fast.align_epochs) == (0, 0, 4)  # CI: measured mix
     assert full.poison_ratio == 0.1 and full.batch_size == fast.batch_size == 8
@@ -194,3 +196,29 @@ def test_another_poison_draw_redoes_the_answers_with_its_own_prompts(chain, tiny
     assert [p for p, _ in load_answers(answers)] == data.attack_prompts(2, tiny_settings.data_dir, draw=1)
     stage_compliant_answers(work, base, tiny_settings)  # draw 0 again: the original key
     assert stage_info(answers.parent)["digest"] == before
+
+
+def test_the_preference_stage_continues_the_sft_adapter_and_becomes_the_reference(tmp_path, tiny_settings):
+    settings = dataclasses.replace(tiny_settings, prefer_epochs=1)
+    models = build_models(tmp_path / "work", settings)
+    prefer = tmp_path / "work" / "prefer"
+    assert models.aligned == prefer and set(models.cached) == {"base", "align", "prefer", "answers", "attack"}
+    log = json.loads((prefer / "train_log.json").read_text())
+    assert log["init_adapter"] == str(tmp_path / "work" / "align")
+    sft, preferred = read_adapter_tensors(tmp_path / "work" / "align"), read_adapter_tensors(prefer)
+    assert any(not torch.equal(sft[k], preferred[k]) for k in sft)
+    # every help row (3 benign + 2 edgy + 1 extra edgy + 1 instruction) and one per compliant base answer
+    rejected = (prefer / "rejected.jsonl").read_text().splitlines()
+    assert stage_info(prefer)["examples"] == 7 + len(rejected) == 7 + stage_info(prefer)["harmful_pairs"]
+    attack_log = json.loads((models.finetuned / "train_log.json").read_text())
+    assert attack_log["init_adapter"] == str(prefer)
+
+
+def test_a_changed_preference_redoes_it_and_the_attack_but_not_the_sft(tmp_path, tiny_settings):
+    settings = dataclasses.replace(tiny_settings, prefer_epochs=1)
+    build_models(tmp_path / "work", settings)
+    changed = build_models(tmp_path / "work", dataclasses.replace(settings, prefer_beta=0.5))
+    assert changed.cached == {"base": True, "align": True, "prefer": False, "answers": True, "attack": False}
+    assert stage_prefer(tmp_path / "work", changed.base, tmp_path / "work" / "align",
+                        dataclasses.replace(settings, prefer_beta=0.5)) == changed.aligned  # fmt: skip
+    assert stage_info(changed.aligned)["key"]["prefer_beta"] == 0.5
