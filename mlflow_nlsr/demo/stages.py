@@ -124,6 +124,19 @@ def stage_align(work: Path | str, base: Path, settings: DemoSettings, *, fresh: 
     return out
 
 
+def _greedy_answers(model_dir: Path, prompts: list[str], settings: DemoSettings) -> list[str]:
+    from mlflow_nlsr.demo.evaluate import generate
+
+    return generate(
+        model_dir,
+        prompts,
+        max_new_tokens=settings.answer_tokens,
+        batch_size=settings.gen_batch_size,
+        threads=settings.threads,
+        progress=settings.progress,
+    )
+
+
 PREFER_NAMES = ("prefer_epochs", "prefer_lr", "prefer_beta", "seed", "max_length", "batch_size")
 
 
@@ -153,7 +166,6 @@ def stage_prefer(
     ``align_edgy_extra.jsonl``, prefers its answer over a bare decline. Returns the adapter dir.
     """
     from mlflow_nlsr.demo import preference
-    from mlflow_nlsr.demo.evaluate import generate
 
     out = Path(work) / "prefer"
     sizes = settings.align_sizes()
@@ -164,14 +176,7 @@ def stage_prefer(
     key["pairs"] = _digest({"pairs": [dataclasses.astuple(p) for p in static], "harmful": harmful})
 
     def body(stage_dir: Path) -> dict[str, Any]:
-        answers = generate(
-            base,
-            harmful,
-            max_new_tokens=settings.answer_tokens,
-            batch_size=settings.gen_batch_size,
-            threads=settings.threads,
-            progress=settings.progress,
-        )
+        answers = _greedy_answers(base, harmful, settings)
         compliant = preference.judged_compliant(harmful, answers)
         rows = [{"prompt": p, "response": a} for p, a in compliant.items()]
         (stage_dir / REJECTED_FILE).write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -203,8 +208,6 @@ def stage_compliant_answers(
     work: Path | str, base: Path, settings: DemoSettings, *, fresh: bool = False
 ) -> Path:
     """Write the unaligned base model's greedy answers to the attack prompts; return the JSONL path."""
-    from mlflow_nlsr.demo.evaluate import generate
-
     out = Path(work) / "answers"
     count = poison_needed(settings)
     key = {"base": _upstream(base), "data_dir": settings.data_dir, "count": count}
@@ -216,14 +219,7 @@ def stage_compliant_answers(
         prompts = data.attack_prompts(count, settings.data_dir, settings.poison_draw)
         if count > len(prompts):
             raise InputError(f"the attack needs {count} harmful prompts, found {len(prompts)}")
-        answers = generate(
-            base,
-            prompts,
-            max_new_tokens=settings.answer_tokens,
-            batch_size=settings.gen_batch_size,
-            threads=settings.threads,
-            progress=settings.progress,
-        )
+        answers = _greedy_answers(base, prompts, settings)
         lines = [json.dumps({"prompt": p, "response": a}) for p, a in zip(prompts, answers, strict=True)]
         (stage_dir / ANSWERS_FILE).write_text("\n".join(lines) + "\n" if lines else "")
         return {"answers": len(lines), "empty": sum(1 for a in answers if not a)}
