@@ -53,7 +53,7 @@ from mlflow_nlsr.calibration.search import Budget, check, search
 from mlflow_nlsr.demo.job import DEMO_GATES
 from mlflow_nlsr.demo.model import is_complete
 from mlflow_nlsr.demo.recipe import DemoSettings
-from mlflow_nlsr.demo.stages import stage_attack, stage_compliant_answers, stage_info
+from mlflow_nlsr.demo.stages import reference_dir, stage_attack, stage_compliant_answers, stage_info
 from mlflow_nlsr.gates.policy import parse_gate_config
 from mlflow_nlsr.options import RealignOptions
 
@@ -114,7 +114,8 @@ def finetune(
     answers = stage_compliant_answers(out / f"answers-{case_name(0.3, draw)}", demo / "base", most)
     ratio_settings = dataclasses.replace(settings, poison_ratio=ratio, poison_draw=draw, progress=False)
     started = time.perf_counter()
-    path = stage_attack(out / case_name(ratio, draw), demo / "base", demo / "align", answers, ratio_settings)
+    reference = reference_dir(demo)
+    path = stage_attack(out / case_name(ratio, draw), demo / "base", reference, answers, ratio_settings)
     log(f"fine-tune {case_name(ratio, draw)}: {path} ({time.perf_counter() - started:.0f} s)")
     return path
 
@@ -371,7 +372,7 @@ def main() -> None:
         finetune(demo, out, ratio, settings)
     caches = {}
     for ratio, draw in itertools.product(args.ratios, args.draws):
-        models = (demo / "base", demo / "align", finetune(demo, out, ratio, settings, draw=draw))
+        models = (demo / "base", reference_dir(demo), finetune(demo, out, ratio, settings, draw=draw))
         cache = Cache(out / case_name(ratio, draw) / "cases", out / "gates", models, args.batch_size)
         cache.limits = {True: args.quick_limit, False: args.gate_limit}
         caches[ratio, draw] = cache

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mlflow_nlsr.demo.stages import reference_dir
 from mlflow_nlsr.io import read_adapter
 from mlflow_nlsr.io.adapters import write_adapter
 
@@ -63,7 +64,7 @@ def repair(demo: Path, out: Path) -> Path:
     """The product-default repair of the demo's fine-tune (``mlflow nlsr realign``, once)."""
     target = out / "repair"
     if not (target / "adapter_model.safetensors").is_file():
-        aligned = demo / "prefer" if (demo / "prefer" / "adapter_config.json").is_file() else demo / "align"
+        aligned = reference_dir(demo)
         mlflow = Path(sys.executable).with_name("mlflow")
         subprocess.run([str(mlflow), "nlsr", "realign", "--base", str(demo / "base"), "--aligned",
                         str(aligned), "--finetuned", str(demo / "attack"), "--output", str(target)],

@@ -31,6 +31,7 @@ from mlflow_nlsr.calibration.search import check
 from mlflow_nlsr.demo.job import DEMO_GATES
 from mlflow_nlsr.demo.model import is_complete
 from mlflow_nlsr.demo.recipe import DemoSettings
+from mlflow_nlsr.demo.stages import reference_dir
 from mlflow_nlsr.gates.policy import parse_gate_config
 from mlflow_nlsr.options import RealignOptions
 
@@ -121,7 +122,8 @@ def main() -> None:
             continue
         if not claim(out / f"claims-{name}", ratio, args.seed, draw):
             continue
-        models = (demo / "base", demo / "align", finetune(demo, out, ratio, DemoSettings.full(), draw=draw))
+        reference = reference_dir(demo)
+        models = (demo / "base", reference, finetune(demo, out, ratio, DemoSettings.full(), draw=draw))
         cache = Cache(out / case_name(ratio, draw) / "cases", out / "gates", models, args.batch_size)
         cache.limits = {True: args.gate_limit, False: args.gate_limit}
         row = run_case(cache, ratio, draw, args.seed)

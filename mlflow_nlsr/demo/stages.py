@@ -289,6 +289,15 @@ class DemoModels:
     cached: dict[str, bool]
 
 
+def reference_dir(work: Path | str) -> Path:
+    """Return the reference a demo work dir's attack continued: ``prefer`` when complete, else ``align``.
+
+    For tools that read a built work dir (bench/robustness.py, bench/calibration.py) without its settings.
+    """
+    work = Path(work)
+    return work / "prefer" if is_complete(work / "prefer") else work / "align"
+
+
 def _marker_time(stage_dir: Path) -> int | None:
     # A redone stage writes a new marker, so an unchanged marker time means the stage was reused.
     marker = stage_dir / COMPLETE

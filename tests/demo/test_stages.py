@@ -15,6 +15,7 @@ from mlflow_nlsr.demo.recipe import DemoSettings, settings_dict
 from mlflow_nlsr.demo.stages import (
     build_models,
     load_answers,
+    reference_dir,
     stage_align,
     stage_attack,
     stage_base,
@@ -222,3 +223,13 @@ def test_a_changed_preference_redoes_it_and_the_attack_but_not_the_sft(tmp_path,
     assert stage_prefer(tmp_path / "work", changed.base, tmp_path / "work" / "align",
                         dataclasses.replace(settings, prefer_beta=0.5)) == changed.aligned  # fmt: skip
     assert stage_info(changed.aligned)["key"]["prefer_beta"] == 0.5
+
+
+def test_a_work_dir_names_its_reference_prefer_once_that_stage_is_complete(tmp_path, tiny_settings):
+    work = tmp_path / "work"
+    build_models(work, tiny_settings)
+    assert reference_dir(work) == work / "align"
+    build_models(work, dataclasses.replace(tiny_settings, prefer_epochs=1))
+    assert reference_dir(work) == work / "prefer"
+    (work / "prefer" / COMPLETE).unlink()  # an interrupted preference stage is not a reference
+    assert reference_dir(work) == work / "align"
