@@ -28,11 +28,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlflow_nlsr.demo.stages import reference_dir
-from mlflow_nlsr.io import read_adapter
-from mlflow_nlsr.io.adapters import write_adapter
+sys.path.insert(0, str(Path(__file__).parent))
+from contrast_masks import gate  # noqa: E402  (same layout: <out>/<name>/adapter, gated once)
 
-METRICS = ("asr", "refusal_rate", "degenerate_rate", "answered_rate", "sentiment_acc", "helpfulness_nll")
+from mlflow_nlsr.demo.stages import reference_dir  # noqa: E402
+from mlflow_nlsr.io import read_adapter  # noqa: E402
+from mlflow_nlsr.io.adapters import write_adapter  # noqa: E402
+
 _LAYER = re.compile(r"\.layers\.(\d+)\.")
 ATTN = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
@@ -86,19 +88,6 @@ def hybrid(demo: Path, repaired: Path, name: str, out: Path) -> dict[str, Any]:
     return {"modules": len(chosen), "of": len(finetuned.modules)}
 
 
-def gate(demo: Path, adapter: Path, out: Path, limit: int) -> dict[str, Any]:
-    """``mlflow nlsr gate`` on ``adapter`` (once); return its metrics."""
-    gate_dir = out / f"gate{limit}"
-    if not (gate_dir / "metrics.json").is_file():
-        mlflow = Path(sys.executable).with_name("mlflow")
-        subprocess.run([str(mlflow), "nlsr", "gate", "--model", str(demo / "base"), "--adapter", str(adapter),
-                        "--suite", "safety,overrefusal,helpfulness", "--task", "nlsr_sentiment", "--limit",
-                        str(limit), "--batch-size", "16", "--output", str(gate_dir)],
-                       check=True, stdout=subprocess.DEVNULL)  # fmt: skip
-    metrics = json.loads((gate_dir / "metrics.json").read_text())["metrics"]
-    return {k: metrics.get(k) for k in METRICS}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--demo-work", type=Path, default=Path(".nlsr-demo"))
@@ -109,7 +98,7 @@ def main() -> None:
     repaired = repair(args.demo_work, args.out)
     for name in args.groups:
         row = {"group": name, **hybrid(args.demo_work, repaired, name, args.out)}
-        row |= gate(args.demo_work, args.out / name / "adapter", args.out / name, args.gate_limit)
+        row |= gate(args.demo_work, args.out / name, args.gate_limit)
         print(json.dumps(row), flush=True)
 
 
