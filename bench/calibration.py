@@ -372,7 +372,8 @@ def main() -> None:
         finetune(demo, out, ratio, settings)
     caches = {}
     for ratio, draw in itertools.product(args.ratios, args.draws):
-        models = (demo / "base", reference_dir(demo), finetune(demo, out, ratio, settings, draw=draw))
+        finetuned = finetune(demo, out, ratio, settings, draw=draw)  # may wait for the demo's stages
+        models = (demo / "base", reference_dir(demo), finetuned)
         cache = Cache(out / case_name(ratio, draw) / "cases", out / "gates", models, args.batch_size)
         cache.limits = {True: args.quick_limit, False: args.gate_limit}
         caches[ratio, draw] = cache

@@ -44,7 +44,7 @@ VARIANTS: dict[str, tuple[str, str | None, dict[str, Any]]] = {
     # from the base: DPO + NLL on chosen does SFT's job and the preference's at once
     "p1": ("v5", None, {"epochs": 3, "lr": 5e-4, "beta": 0.1}),
     # SFT first (the demo's v3 reference), then DPO on top, v3 as DPO's reference; the full preset's
-    # reference since 2026-12-07 (demo/stages.py stage_prefer trains the same pairs with the same settings)
+    # reference since 2026-12-08 (demo/stages.py stage_prefer trains the same pairs with the same settings)
     "p2": ("v5", "v3", {"epochs": 2, "lr": 2e-4, "beta": 0.1}),
 }
 

@@ -122,8 +122,8 @@ def main() -> None:
             continue
         if not claim(out / f"claims-{name}", ratio, args.seed, draw):
             continue
-        reference = reference_dir(demo)
-        models = (demo / "base", reference, finetune(demo, out, ratio, DemoSettings.full(), draw=draw))
+        finetuned = finetune(demo, out, ratio, DemoSettings.full(), draw=draw)  # may wait for the demo
+        models = (demo / "base", reference_dir(demo), finetuned)
         cache = Cache(out / case_name(ratio, draw) / "cases", out / "gates", models, args.batch_size)
         cache.limits = {True: args.gate_limit, False: args.gate_limit}
         row = run_case(cache, ratio, draw, args.seed)

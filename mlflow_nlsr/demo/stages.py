@@ -16,12 +16,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow_nlsr.demo import data
 from mlflow_nlsr.demo.model import COMPLETE, is_complete, prepare_base_model
 from mlflow_nlsr.demo.recipe import ALIGN_SIZE_NAMES, DemoSettings
 from mlflow_nlsr.errors import InputError
+
+if TYPE_CHECKING:
+    from mlflow_nlsr.demo.preference import PreferenceSettings
 
 STAGE_FILE = "stage.json"
 REJECTED_FILE = "rejected.jsonl"
@@ -140,9 +143,9 @@ def _greedy_answers(model_dir: Path, prompts: list[str], settings: DemoSettings)
 PREFER_NAMES = ("prefer_epochs", "prefer_lr", "prefer_beta", "seed", "max_length", "batch_size")
 
 
-def preference_settings(settings: DemoSettings) -> Any:
+def preference_settings(settings: DemoSettings) -> PreferenceSettings:
     """Return the :class:`~mlflow_nlsr.demo.preference.PreferenceSettings` of ``settings``."""
-    from mlflow_nlsr.demo.preference import PreferenceSettings
+    from mlflow_nlsr.demo.preference import PreferenceSettings  # torch: imported when a stage runs
 
     return PreferenceSettings(
         epochs=settings.prefer_epochs,
